@@ -1,0 +1,212 @@
+//! Configuration from the environment, with errors that name the variable and say what is wrong.
+
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use crate::bucket::Buckets;
+
+/// The GSI over `connected` / `connectedAt`; the seed did not name it.
+pub const DEFAULT_INDEX_NAME: &str = "connected-connectedAt-index";
+/// The seed's 24 hours.
+pub const DEFAULT_TTL_SECONDS: u64 = 86_400;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {name} is not set: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// A view of environment variables; tests pass a map instead of the process environment.
+pub struct Env<F>(F);
+
+/// The process environment.
+pub fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
+    Env(|name: &str| std::env::var(name).ok())
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn new(lookup: F) -> Self {
+        Self(lookup)
+    }
+
+    /// The value, with surrounding whitespace removed; an empty value counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing { name, hint })
+    }
+
+    /// A parsed value within `range`, or `default` when unset.
+    pub fn number_or<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+        T::Err: Display,
+    {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            name,
+            value: value.clone(),
+            reason,
+        };
+        let parsed: T = value.parse().map_err(|e: T::Err| invalid(e.to_string()))?;
+        if range.contains(&parsed) {
+            Ok(parsed)
+        } else {
+            Err(invalid(format!(
+                "must be between {} and {}",
+                range.start(),
+                range.end()
+            )))
+        }
+    }
+
+    pub fn string_or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+}
+
+/// What every function that touches the connections table needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// `CONNECTIONS_TABLE_NAME` (seed name), required.
+    pub table_name: String,
+    /// `CONNECTIONS_INDEX_NAME`, default [`DEFAULT_INDEX_NAME`].
+    pub index_name: String,
+    /// `CONNECTION_BUCKETS`, 1..=1000, default 1 (the seed's single `"true"` partition).
+    pub buckets: Buckets,
+    /// `CONNECTION_TTL_SECONDS`, 60..=604800, default 86400.
+    pub ttl_seconds: u64,
+}
+
+impl RegistryConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&process_env())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: env.required(
+                "CONNECTIONS_TABLE_NAME",
+                "the DynamoDB connections table, e.g. iops-dashboard-websocket-connections",
+            )?,
+            index_name: env.string_or("CONNECTIONS_INDEX_NAME", DEFAULT_INDEX_NAME),
+            buckets: Buckets::new(env.number_or("CONNECTION_BUCKETS", 1, 1..=Buckets::MAX)?)
+                .expect("range checked above"),
+            ttl_seconds: env.number_or(
+                "CONNECTION_TTL_SECONDS",
+                DEFAULT_TTL_SECONDS,
+                60..=7 * 86_400,
+            )?,
+        })
+    }
+
+    /// The defaults for `table_name`, as local runs and tests use them.
+    pub fn for_table(table_name: impl Into<String>) -> Self {
+        Self {
+            table_name: table_name.into(),
+            index_name: DEFAULT_INDEX_NAME.to_owned(),
+            buckets: Buckets::SEED,
+            ttl_seconds: DEFAULT_TTL_SECONDS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Env::new(move |k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let config = RegistryConfig::from(&env(&[("CONNECTIONS_TABLE_NAME", "conns")])).unwrap();
+        assert_eq!(config, RegistryConfig::for_table("conns"));
+        assert_eq!(config.buckets.count(), 1);
+        assert_eq!(config.ttl_seconds, 86_400);
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = RegistryConfig::from(&env(&[
+            ("CONNECTIONS_TABLE_NAME", " t "),
+            ("CONNECTIONS_INDEX_NAME", "idx"),
+            ("CONNECTION_BUCKETS", "8"),
+            ("CONNECTION_TTL_SECONDS", "3600"),
+        ]))
+        .unwrap();
+        assert_eq!(config.table_name, "t");
+        assert_eq!(config.index_name, "idx");
+        assert_eq!(config.buckets.count(), 8);
+        assert_eq!(config.ttl_seconds, 3600);
+    }
+
+    #[test]
+    fn a_missing_table_names_the_variable() {
+        let err = RegistryConfig::from(&env(&[("CONNECTIONS_TABLE_NAME", "  ")])).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Missing {
+                name: "CONNECTIONS_TABLE_NAME",
+                ..
+            }
+        ));
+        assert!(
+            err.to_string()
+                .contains("CONNECTIONS_TABLE_NAME is not set")
+        );
+    }
+
+    #[test]
+    fn invalid_numbers_say_why() {
+        for (value, reason) in [
+            ("0", "between 1 and 1000"),
+            ("eight", "invalid digit"),
+            ("1001", "between 1 and 1000"),
+        ] {
+            let err = RegistryConfig::from(&env(&[
+                ("CONNECTIONS_TABLE_NAME", "t"),
+                ("CONNECTION_BUCKETS", value),
+            ]))
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("CONNECTION_BUCKETS") && text.contains(reason),
+                "{text}"
+            );
+        }
+        let err = RegistryConfig::from(&env(&[
+            ("CONNECTIONS_TABLE_NAME", "t"),
+            ("CONNECTION_TTL_SECONDS", "-5"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("CONNECTION_TTL_SECONDS=\"-5\""));
+    }
+}

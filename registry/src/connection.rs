@@ -1,0 +1,99 @@
+//! The connections table item (the seed's schema, extended with `lastSeenAt`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::bucket::Buckets;
+
+/// One row per open WebSocket connection. Attribute names and types are the seed's contract:
+/// `connectionId` S (key), `connected` S (GSI partition), `connectedAt` N epoch ms (GSI sort),
+/// `sourceIp` S, `userAgent` S, `ttl` N epoch seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    pub connection_id: String,
+    pub connected: String,
+    pub connected_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    pub ttl: i64,
+    /// Epoch ms of the last client ping; absent until the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<i64>,
+}
+
+impl Connection {
+    /// A new row; `ttl` is `connected_at` plus `ttl_seconds`, in epoch seconds.
+    pub fn new(
+        connection_id: impl Into<String>,
+        connected_at_ms: i64,
+        source_ip: Option<String>,
+        user_agent: Option<String>,
+        buckets: Buckets,
+        ttl_seconds: u64,
+    ) -> Self {
+        let connection_id = connection_id.into();
+        Self {
+            connected: buckets.partition_key(&connection_id),
+            connection_id,
+            connected_at: connected_at_ms,
+            source_ip,
+            user_agent,
+            ttl: expiry(connected_at_ms, ttl_seconds),
+            last_seen_at: None,
+        }
+    }
+}
+
+/// Epoch seconds at which DynamoDB TTL may remove a row last seen at `now_ms`.
+pub fn expiry(now_ms: i64, ttl_seconds: u64) -> i64 {
+    now_ms.div_euclid(1000) + i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_dynamo::AttributeValue;
+    use std::collections::HashMap;
+
+    #[test]
+    fn the_item_matches_the_seed_schema_attribute_by_attribute() {
+        let connection = Connection::new(
+            "L0SM9cOFvHcCIhw=",
+            1_699_123_456_789,
+            Some("203.0.113.7".into()),
+            Some("Mozilla/5.0".into()),
+            Buckets::SEED,
+            86_400,
+        );
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&connection).expect("serializable");
+        let expected: HashMap<String, AttributeValue> = [
+            ("connectionId", AttributeValue::S("L0SM9cOFvHcCIhw=".into())),
+            ("connected", AttributeValue::S("true".into())),
+            ("connectedAt", AttributeValue::N("1699123456789".into())),
+            ("sourceIp", AttributeValue::S("203.0.113.7".into())),
+            ("userAgent", AttributeValue::S("Mozilla/5.0".into())),
+            ("ttl", AttributeValue::N("1699209856".into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(item, expected);
+        let back: Connection = serde_dynamo::from_item(item).expect("deserializable");
+        assert_eq!(back, connection);
+    }
+
+    #[test]
+    fn absent_identity_fields_are_not_written() {
+        let connection = Connection::new("a=", 0, None, None, Buckets::new(4).unwrap(), 60);
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&connection).unwrap();
+        assert!(!item.contains_key("sourceIp") && !item.contains_key("userAgent"));
+        assert_eq!(
+            item["connected"],
+            AttributeValue::S(Buckets::new(4).unwrap().partition_key("a="))
+        );
+        assert_eq!(item["ttl"], AttributeValue::N("60".into()));
+    }
+}

@@ -1,0 +1,132 @@
+//! The `$connect`, `$disconnect` and `$default` route handlers.
+//!
+//! Each takes the API Gateway event and answers with the proxy response API Gateway expects.
+//! They never return an error to the runtime: a failure becomes a status code and a log line, so
+//! API Gateway (not the Lambda retry machinery) decides what the client sees.
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use tracing::{error, info, warn};
+
+use crate::client_message::{ClientMessage, Reply};
+use crate::clock::now_ms;
+use crate::connection::Connection;
+use crate::store::Registry;
+
+/// Dispatches on the event's route key, as API Gateway's route selection does.
+pub async fn route(
+    registry: &Registry,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    match event.request_context.route_key.as_deref() {
+        Some("$connect") => connect(registry, event).await,
+        Some("$disconnect") => disconnect(registry, event).await,
+        _ => message(registry, event).await,
+    }
+}
+
+/// Records the new connection. A storage failure answers 500, which makes API Gateway refuse
+/// the handshake: a client without a row would never receive a broadcast.
+pub async fn connect(
+    registry: &Registry,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let Some(connection_id) = connection_id(event) else {
+        return response(400, None);
+    };
+    let context = &event.request_context;
+    let connected_at = if context.connected_at > 0 {
+        context.connected_at
+    } else {
+        now_ms()
+    };
+    let config = registry.config();
+    let connection = Connection::new(
+        connection_id,
+        connected_at,
+        context.identity.source_ip.clone(),
+        context.identity.user_agent.clone(),
+        config.buckets,
+        config.ttl_seconds,
+    );
+    match registry.register(&connection).await {
+        Ok(()) => {
+            info!(connection_id, partition = %connection.connected, "connected");
+            response(200, None)
+        }
+        Err(e) => {
+            error!(connection_id, error = %e, "could not register connection; refusing it");
+            response(500, None)
+        }
+    }
+}
+
+/// Removes the connection's row; an id without a row is not an error (the row may have been
+/// removed by fan-out on 410 Gone, or expired).
+pub async fn disconnect(
+    registry: &Registry,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let Some(connection_id) = connection_id(event) else {
+        return response(400, None);
+    };
+    let context = &event.request_context;
+    match registry.remove(connection_id).await {
+        Ok(()) => {
+            info!(
+                connection_id,
+                status = context.disconnect_status_code,
+                reason = context.disconnect_reason.as_deref().unwrap_or(""),
+                "disconnected"
+            );
+            response(200, None)
+        }
+        Err(e) => {
+            // TTL removes the row eventually; fan-out removes it on the next 410.
+            error!(connection_id, error = %e, "could not remove connection row");
+            response(500, None)
+        }
+    }
+}
+
+/// The `$default` route: answers every client message, and never fails the connection.
+pub async fn message(
+    registry: &Registry,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let connection_id = connection_id(event).unwrap_or_default();
+    let reply = match ClientMessage::parse(event.body.as_deref()) {
+        Ok(ClientMessage::Ping) => {
+            match registry.touch(connection_id, now_ms()).await {
+                Ok(true) => {}
+                Ok(false) => warn!(connection_id, "ping from a connection without a row"),
+                Err(e) => error!(connection_id, error = %e, "could not refresh connection ttl"),
+            }
+            Reply::Pong
+        }
+        Err(e) => {
+            info!(connection_id, error = %e, "refused client message");
+            Reply::from(e)
+        }
+    };
+    response(200, Some(reply.to_json()))
+}
+
+fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
+    let id = event
+        .request_context
+        .connection_id
+        .as_deref()
+        .filter(|id| !id.is_empty());
+    if id.is_none() {
+        error!(route = ?event.request_context.route_key, "event without a connectionId");
+    }
+    id
+}
+
+fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    response.body = body.map(Body::Text);
+    response
+}

@@ -1,0 +1,36 @@
+//! What the thin Lambda binaries share: logs, SDK configuration, and the route-handler loop.
+
+use std::future::Future;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+use crate::config::RegistryConfig;
+use crate::store::Registry;
+
+/// The SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL`,
+/// which points the functions at the local stack).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// Runs one route handler as a Lambda function: JSON logs, config checked before the first
+/// event, one DynamoDB client for the life of the process.
+pub async fn serve_route<H, F>(handler: H) -> Result<(), Error>
+where
+    H: Fn(Registry, ApiGatewayWebsocketProxyRequest) -> F,
+    F: Future<Output = ApiGatewayProxyResponse>,
+{
+    crate::telemetry::init_json_logs();
+    let config = RegistryConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let registry = Registry::new(aws_sdk_dynamodb::Client::new(&aws_config().await), config);
+    let handler = &handler;
+    let registry = &registry;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, Error>(handler(registry.clone(), event.payload).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,303 @@
+//! The DynamoDB adapter for the connections table.
+
+use std::collections::{HashMap, HashSet};
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+
+use crate::config::RegistryConfig;
+use crate::connection::{Connection, expiry};
+
+/// DynamoDB's BatchWriteItem limit.
+pub const BATCH_WRITE_LIMIT: usize = 25;
+/// Attempts at a batch's unprocessed items before giving up (DynamoDB returns them when a
+/// partition is throttled; the SDK does not retry them).
+const BATCH_ATTEMPTS: u32 = 8;
+/// Batches written at once by [`Registry::remove_many`].
+const BATCH_CONCURRENCY: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("DynamoDB {operation} on {table} failed: {detail}")]
+    Dynamo {
+        operation: &'static str,
+        table: String,
+        detail: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    #[error("{count} writes to {table} were still unprocessed after {BATCH_ATTEMPTS} attempts")]
+    Unprocessed { table: String, count: usize },
+    #[error("connection item could not be converted: {0}")]
+    Item(#[from] serde_dynamo::Error),
+}
+
+/// One GSI Query page: the ids of live connections in one bucket (possibly none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub partition: String,
+    pub connection_ids: Vec<String>,
+}
+
+/// The connections table. Cheap to clone: the SDK client is shared.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    client: Client,
+    config: RegistryConfig,
+}
+
+impl Registry {
+    pub fn new(client: Client, config: RegistryConfig) -> Self {
+        Self { client, config }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Writes the row of a new connection (replacing any row with that id).
+    pub async fn register(&self, connection: &Connection) -> Result<(), RegistryError> {
+        self.client
+            .put_item()
+            .table_name(&self.config.table_name)
+            .set_item(Some(serde_dynamo::to_item(connection)?))
+            .send()
+            .await
+            .map_err(|e| self.dynamo("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Removes a connection's row; removing an unknown id succeeds.
+    pub async fn remove(&self, connection_id: &str) -> Result<(), RegistryError> {
+        self.client
+            .delete_item()
+            .table_name(&self.config.table_name)
+            .key("connectionId", AttributeValue::S(connection_id.to_owned()))
+            .send()
+            .await
+            .map_err(|e| self.dynamo("DeleteItem", e))?;
+        Ok(())
+    }
+
+    /// Writes many rows with BatchWriteItem (seeding a benchmark, restoring a backup).
+    pub async fn register_many(&self, connections: &[Connection]) -> Result<(), RegistryError> {
+        let requests = connections
+            .iter()
+            .map(|connection| {
+                let put = PutRequest::builder()
+                    .set_item(Some(serde_dynamo::to_item(connection)?))
+                    .build()
+                    .expect("item is set");
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        self.write_all(requests).await
+    }
+
+    /// Removes many rows with BatchWriteItem, 25 at a time, retrying unprocessed items with
+    /// backoff. Duplicate ids are removed once (a batch may not name a key twice).
+    pub async fn remove_many(&self, connection_ids: &[String]) -> Result<(), RegistryError> {
+        let mut seen = HashSet::with_capacity(connection_ids.len());
+        let requests = connection_ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .map(|id| {
+                let delete = DeleteRequest::builder()
+                    .key("connectionId", AttributeValue::S(id.clone()))
+                    .build()
+                    .expect("key is set");
+                WriteRequest::builder().delete_request(delete).build()
+            })
+            .collect();
+        self.write_all(requests).await
+    }
+
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), RegistryError> {
+        stream::iter(requests.chunks(BATCH_WRITE_LIMIT))
+            .map(|chunk| self.write_batch(chunk.to_vec()))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<(), RegistryError> {
+        for attempt in 0..BATCH_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(unprocessed_backoff(attempt)).await;
+            }
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.config.table_name, requests)
+                .send()
+                .await
+                .map_err(|e| self.dynamo("BatchWriteItem", e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut items| items.remove(&self.config.table_name))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            tracing::debug!(
+                unprocessed = requests.len(),
+                attempt,
+                "BatchWriteItem left items unprocessed"
+            );
+        }
+        Err(RegistryError::Unprocessed {
+            table: self.config.table_name.clone(),
+            count: requests.len(),
+        })
+    }
+
+    /// Refreshes a connection's `ttl` and `lastSeenAt`. Returns `false`, writing nothing, when
+    /// the connection has no row (it was removed; a ping must not resurrect it).
+    pub async fn touch(&self, connection_id: &str, now_ms: i64) -> Result<bool, RegistryError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.config.table_name)
+            .key("connectionId", AttributeValue::S(connection_id.to_owned()))
+            .update_expression("SET #ttl = :ttl, lastSeenAt = :now")
+            .condition_expression("attribute_exists(connectionId)")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(
+                ":ttl",
+                AttributeValue::N(expiry(now_ms, self.config.ttl_seconds).to_string()),
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.dynamo("UpdateItem", e)),
+        }
+    }
+
+    /// Reads one row (tests and the local stack use it; fan-out never needs it).
+    pub async fn get(&self, connection_id: &str) -> Result<Option<Connection>, RegistryError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.config.table_name)
+            .key("connectionId", AttributeValue::S(connection_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.dynamo("GetItem", e))?;
+        Ok(output.item.map(serde_dynamo::from_item).transpose()?)
+    }
+
+    /// Every live connection, page by page: one GSI Query stream per bucket, the buckets read
+    /// concurrently, each page yielded as it arrives. At most one page per bucket is in flight
+    /// and nothing is buffered beyond that, so memory does not grow with the registry.
+    /// `page_size` caps the items per Query (DynamoDB caps a page at 1 MB anyway).
+    pub fn live_connections(
+        &self,
+        page_size: Option<i32>,
+    ) -> BoxStream<'static, Result<Page, RegistryError>> {
+        let streams = self
+            .config
+            .buckets
+            .partition_keys()
+            .map(|partition| self.clone().bucket_pages(partition, page_size));
+        stream::select_all(streams).boxed()
+    }
+
+    fn bucket_pages(
+        self,
+        partition: String,
+        page_size: Option<i32>,
+    ) -> BoxStream<'static, Result<Page, RegistryError>> {
+        enum Cursor {
+            Start,
+            After(HashMap<String, AttributeValue>),
+            Done,
+        }
+        stream::try_unfold(Cursor::Start, move |cursor| {
+            let registry = self.clone();
+            let partition = partition.clone();
+            async move {
+                let start_key = match cursor {
+                    Cursor::Done => return Ok(None),
+                    Cursor::Start => None,
+                    Cursor::After(key) => Some(key),
+                };
+                let output = registry
+                    .client
+                    .query()
+                    .table_name(&registry.config.table_name)
+                    .index_name(&registry.config.index_name)
+                    .key_condition_expression("connected = :partition")
+                    .expression_attribute_values(":partition", AttributeValue::S(partition.clone()))
+                    .projection_expression("connectionId")
+                    .set_limit(page_size)
+                    .set_exclusive_start_key(start_key)
+                    .send()
+                    .await
+                    .map_err(|e| registry.dynamo("Query", e))?;
+                let connection_ids = output
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|mut item| match item.remove("connectionId") {
+                        Some(AttributeValue::S(id)) => Some(id),
+                        _ => None,
+                    })
+                    .collect();
+                let next = match output.last_evaluated_key {
+                    Some(key) if !key.is_empty() => Cursor::After(key),
+                    _ => Cursor::Done,
+                };
+                Ok(Some((
+                    Page {
+                        partition,
+                        connection_ids,
+                    },
+                    next,
+                )))
+            }
+        })
+        .boxed()
+    }
+
+    pub(crate) fn dynamo<E, R>(
+        &self,
+        operation: &'static str,
+        error: SdkError<E, R>,
+    ) -> RegistryError
+    where
+        E: StdError + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        RegistryError::Dynamo {
+            operation,
+            table: self.config.table_name.clone(),
+            detail: DisplayErrorContext(&error).to_string(),
+            source: Box::new(error),
+        }
+    }
+}
+
+/// Full-jitter exponential backoff for unprocessed batch items: 50 ms doubling, capped at 2 s.
+fn unprocessed_backoff(attempt: u32) -> Duration {
+    let cap = Duration::from_millis(50)
+        .saturating_mul(1 << attempt.min(10))
+        .min(Duration::from_secs(2));
+    cap.mul_f64(rand::random::<f64>())
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs a command against a moto_server of its own on a free loopback port, then stops it.
+# The command sees the endpoint through the SDKs' standard AWS_ENDPOINT_URL.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/venv.sh"
+port=${MOTO_PORT:-$("$root/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+log="$root/target/moto-$port.log"
+mkdir -p "$root/target"
+"$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+moto=$!
+trap 'kill $moto 2>/dev/null; wait $moto 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if "$root/.venv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then break; fi
+  kill -0 $moto 2>/dev/null || { echo "moto_server failed to start; see $log" >&2; exit 1; }
+  sleep 0.2
+done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+export AWS_REGION=${AWS_REGION:-us-east-1}
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
+echo "moto_server at $AWS_ENDPOINT_URL" >&2
+"$@"
