@@ -1,0 +1,39 @@
+//! The fanout Lambda: SQS batches of `FanoutJob`s, partial batch responses.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use fanout::handler::budget_until;
+use fanout::management::ManagementApi;
+use fanout::policy::RetryPolicy;
+use fanout::queue::JobQueue;
+use fanout::{Fanout, FanoutConfig};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use registry::Registry;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    registry::telemetry::init_json_logs();
+    let config = FanoutConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let sdk = registry::runtime::aws_config().await;
+    let fanout = Fanout {
+        connections: ManagementApi::new(&sdk, &config.endpoint),
+        registry: Registry::new(aws_sdk_dynamodb::Client::new(&sdk), config.registry.clone()),
+        queue: JobQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            &config.queue_url,
+            config.queue_max_message_bytes,
+        ),
+        policy: RetryPolicy { ..config.policy },
+        concurrency: config.concurrency,
+    };
+    let fanout = &fanout;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = budget_until(event.context.deadline);
+        let (response, report): (SqsBatchResponse, _) =
+            fanout.handle(event.payload, deadline).await;
+        report.log();
+        report.metrics().emit();
+        Ok::<_, Error>(response)
+    }))
+    .await
+}

@@ -1,0 +1,129 @@
+//! The fanout function's environment.
+
+use registry::RegistryConfig;
+use registry::config::{ConfigError, Env, process_env};
+
+use crate::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use crate::policy::RetryPolicy;
+
+/// Posts in progress per invocation: at ~20 ms per post, 64 give ~3,000 posts/s per function,
+/// a few functions reach the 10,000/s account throttle, and a 128 MB function copes.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanoutConfig {
+    pub registry: RegistryConfig,
+    /// `WEBSOCKET_API_ENDPOINT`: `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`.
+    pub endpoint: String,
+    /// `FANOUT_QUEUE_URL`: where requeued jobs go (the queue this function reads).
+    pub queue_url: String,
+    /// `QUEUE_MAX_MESSAGE_BYTES`, default 1 MiB.
+    pub queue_max_message_bytes: usize,
+    /// `FANOUT_CONCURRENCY`, 1..=1000.
+    pub concurrency: usize,
+    /// `FANOUT_MAX_ATTEMPTS` (1..=20) and the backoff defaults.
+    pub policy: RetryPolicy,
+}
+
+impl FanoutConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&process_env())
+    }
+
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let endpoint = env.required(
+            "WEBSOCKET_API_ENDPOINT",
+            "the management endpoint, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
+        )?;
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: "WEBSOCKET_API_ENDPOINT",
+                value: endpoint,
+                reason: "must be an https:// URL ending in the stage".into(),
+            });
+        }
+        Ok(Self {
+            registry: RegistryConfig::from(env)?,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            queue_url: env.required("FANOUT_QUEUE_URL", "the fanout queue's URL, for requeues")?,
+            queue_max_message_bytes: env.number_or(
+                "QUEUE_MAX_MESSAGE_BYTES",
+                DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
+                1024..=DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
+            )?,
+            concurrency: env.number_or("FANOUT_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=1000)?,
+            policy: RetryPolicy {
+                max_attempts: env.number_or("FANOUT_MAX_ATTEMPTS", 5, 1..=20)?,
+                ..RetryPolicy::default()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<FanoutConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        FanoutConfig::from(&Env::new(move |k: &str| map.get(k).cloned()))
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        (
+            "WEBSOCKET_API_ENDPOINT",
+            "https://abc123.execute-api.us-east-1.amazonaws.com/prod/",
+        ),
+        ("CONNECTIONS_TABLE_NAME", "conns"),
+        (
+            "FANOUT_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/1/fanout",
+        ),
+    ];
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = config(&BASE).unwrap();
+        assert_eq!(
+            c.endpoint,
+            "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
+        );
+        assert_eq!((c.concurrency, c.policy.max_attempts), (64, 5));
+        let mut pairs = BASE.to_vec();
+        pairs.extend([("FANOUT_CONCURRENCY", "200"), ("FANOUT_MAX_ATTEMPTS", "3")]);
+        let c = config(&pairs).unwrap();
+        assert_eq!((c.concurrency, c.policy.max_attempts), (200, 3));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for missing in [
+            "WEBSOCKET_API_ENDPOINT",
+            "CONNECTIONS_TABLE_NAME",
+            "FANOUT_QUEUE_URL",
+        ] {
+            let pairs: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let err = config(&pairs).unwrap_err();
+            assert!(err.to_string().contains(missing), "{err}");
+        }
+        let mut pairs = BASE.to_vec();
+        pairs[0] = ("WEBSOCKET_API_ENDPOINT", "wss://abc/prod");
+        assert!(config(&pairs).unwrap_err().to_string().contains("https://"));
+        let mut pairs = BASE.to_vec();
+        pairs.push(("FANOUT_CONCURRENCY", "0"));
+        assert!(
+            config(&pairs)
+                .unwrap_err()
+                .to_string()
+                .contains("FANOUT_CONCURRENCY")
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! One fanout invocation: `SqsEvent` in, `SqsBatchResponse` out.
+//!
+//! Decode every record (a bad one is reported in `batchItemFailures`, never failing the rest),
+//! deliver, delete the gone connections, requeue what is still failing, and account for
+//! everything in an [`InvocationReport`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use registry::Registry;
+use registry::clock::now_ms;
+use registry::telemetry::Metrics;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::deliver::{JobResult, deliver};
+use crate::job::FanoutJob;
+use crate::policy::RetryPolicy;
+use crate::post::Connections;
+use crate::queue::JobQueue;
+
+/// Time kept back from the Lambda deadline for deletes, requeues and the response.
+pub const RESERVE: Duration = Duration::from_secs(3);
+
+/// The function's collaborators, built once per process.
+pub struct Fanout<C> {
+    pub connections: C,
+    pub registry: Registry,
+    pub queue: JobQueue,
+    pub policy: RetryPolicy,
+    pub concurrency: usize,
+}
+
+/// What one invocation did; becomes one log line and one EMF document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationReport {
+    pub broadcast_ids: BTreeSet<String>,
+    pub jobs: u64,
+    pub delivered: u64,
+    pub gone: u64,
+    pub throttled: u64,
+    pub retried: u64,
+    pub requeued: u64,
+    pub failed: u64,
+    pub forbidden: u64,
+    pub payload_too_large: u64,
+    pub malformed: u64,
+    /// Per job: ms from first enqueue to its last delivery.
+    pub latencies_ms: Vec<i64>,
+    /// Messages handed back to SQS.
+    pub failed_messages: Vec<String>,
+}
+
+/// The instant `RESERVE` before a Lambda deadline given in epoch ms.
+pub fn budget_until(deadline_epoch_ms: u64) -> Instant {
+    let left = i64::try_from(deadline_epoch_ms).unwrap_or(i64::MAX) - now_ms();
+    let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+    Instant::now() + left.saturating_sub(RESERVE)
+}
+
+impl<C: Connections> Fanout<C> {
+    pub async fn handle(
+        &self,
+        event: SqsEvent,
+        deadline: Instant,
+    ) -> (SqsBatchResponse, InvocationReport) {
+        let mut report = InvocationReport::default();
+        let mut failures = Vec::new();
+        let mut jobs = Vec::new();
+        let mut message_ids = Vec::new();
+        for record in event.records {
+            let message_id = record.message_id.unwrap_or_default();
+            match FanoutJob::decode(record.body.as_deref().unwrap_or_default()) {
+                Ok(job) => {
+                    report.broadcast_ids.insert(job.broadcast_id.clone());
+                    jobs.push(job);
+                    message_ids.push(message_id);
+                }
+                Err(error) => {
+                    tracing::error!(message_id, %error, "unusable fanout job; it goes back to the queue and on to the DLQ");
+                    report.malformed += 1;
+                    failures.push(message_id);
+                }
+            }
+        }
+        report.jobs = jobs.len() as u64;
+
+        let results = deliver(
+            &self.connections,
+            &jobs,
+            &self.policy,
+            self.concurrency,
+            deadline,
+        )
+        .await;
+        self.remove_gone(&results).await;
+        for ((job, result), message_id) in jobs.iter().zip(&results).zip(message_ids) {
+            if !self.settle(job, result, &mut report).await {
+                failures.push(message_id);
+            }
+        }
+        report.failed_messages.clone_from(&failures);
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failures
+            .into_iter()
+            .map(|id| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        (response, report)
+    }
+
+    /// Deletes every gone connection's row. A failure is logged, not fatal: the rows go on
+    /// the next broadcast's 410, or by TTL.
+    async fn remove_gone(&self, results: &[JobResult]) {
+        let gone: Vec<String> = results
+            .iter()
+            .flat_map(|r| r.gone.iter().cloned())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        match self.registry.remove_many(&gone).await {
+            Ok(()) => {
+                tracing::info!(count = gone.len(), connection_ids = ?gone, "removed gone connections")
+            }
+            Err(error) => {
+                tracing::error!(%error, connection_ids = ?gone, "could not remove gone connections")
+            }
+        }
+    }
+
+    /// Accounts for one job and requeues what is left of it. Returns false when the message
+    /// must go back to SQS whole.
+    async fn settle(
+        &self,
+        job: &FanoutJob,
+        result: &JobResult,
+        report: &mut InvocationReport,
+    ) -> bool {
+        let broadcast_id = job.broadcast_id.as_str();
+        report.delivered += result.delivered_posts;
+        report.gone += result.gone.len() as u64;
+        report.throttled += result.throttled;
+        report.retried += result.retried;
+        report.payload_too_large += result.too_large.len() as u64;
+        if let Some(at) = result.last_delivery_ms {
+            report.latencies_ms.push(at - job.enqueued_at);
+        }
+        for (connection_id, size) in &result.too_large {
+            tracing::error!(
+                broadcast_id,
+                connection_id,
+                size,
+                "part refused as too large (413); the processor bounds parts, so this is a bug"
+            );
+        }
+        if !result.rejected.is_empty() {
+            report.failed += result.rejected.len() as u64;
+            tracing::error!(broadcast_id, rejected = ?result.rejected, "posts rejected; not retried");
+        }
+        if result.forbidden > 0 {
+            report.forbidden += result.forbidden;
+            tracing::error!(
+                broadcast_id,
+                forbidden = result.forbidden,
+                "403 Forbidden from the management API: check the function's execute-api:ManageConnections permission and WEBSOCKET_API_ENDPOINT; the job is failed"
+            );
+            return false;
+        }
+        if result.retry_later.is_empty() {
+            return true;
+        }
+        if !self.policy.may_requeue(job.attempt) {
+            let ids: Vec<&str> = result
+                .retry_later
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect();
+            report.failed += ids.len() as u64;
+            tracing::error!(broadcast_id, attempt = job.attempt, connection_ids = ?ids, "delivery given up after the last attempt");
+            return true;
+        }
+        // Connections that failed at the same part continue from that part.
+        let mut by_part: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for (id, part) in &result.retry_later {
+            by_part.entry(*part).or_default().push(id.clone());
+        }
+        let delay = self.policy.requeue_delay(job.attempt + 1);
+        for (part, ids) in by_part {
+            let count = ids.len() as u64;
+            let retry = job.retry(job.parts[part..].to_vec(), ids);
+            match self.queue.send_delayed(&retry, delay).await {
+                Ok(()) => {
+                    report.requeued += count;
+                    tracing::warn!(
+                        broadcast_id,
+                        attempt = retry.attempt,
+                        count,
+                        delay_s = delay.as_secs(),
+                        "requeued still-failing connections"
+                    );
+                }
+                Err(error) => {
+                    // Returning the whole message re-posts its delivered connections
+                    // (clients drop the duplicate by id/part) but loses nobody.
+                    tracing::error!(broadcast_id, %error, "requeue failed; returning the whole message");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl InvocationReport {
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = Metrics::new("fanout");
+        let counts = [
+            ("Delivered", self.delivered),
+            ("Gone", self.gone),
+            ("Throttled", self.throttled),
+            ("Retried", self.retried),
+            ("Requeued", self.requeued),
+            ("Failed", self.failed),
+            ("Forbidden", self.forbidden),
+            ("PayloadTooLarge", self.payload_too_large),
+            ("MalformedJobs", self.malformed),
+        ];
+        for (name, value) in counts {
+            metrics.add(name, value).expect("catalogued fanout metric");
+        }
+        if !self.latencies_ms.is_empty() {
+            // EMF takes at most 100 values per metric.
+            let sample: Vec<i64> = self.latencies_ms.iter().copied().take(100).collect();
+            metrics
+                .add("DeliveryLatency", json!(sample))
+                .expect("catalogued fanout metric");
+        }
+        metrics.property("broadcastIds", json!(self.broadcast_ids));
+        metrics
+    }
+
+    /// The one structured log line of the invocation.
+    pub fn log(&self) {
+        tracing::info!(
+            broadcast_ids = ?self.broadcast_ids,
+            jobs = self.jobs,
+            delivered = self.delivered,
+            gone = self.gone,
+            throttled = self.throttled,
+            retried = self.retried,
+            requeued = self.requeued,
+            failed = self.failed,
+            forbidden = self.forbidden,
+            payload_too_large = self.payload_too_large,
+            malformed = self.malformed,
+            failed_messages = self.failed_messages.len(),
+            "fanout invocation"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_catalogued_and_every_catalogued_metric_is_emitted() {
+        let report = InvocationReport {
+            latencies_ms: vec![5],
+            ..InvocationReport::default()
+        };
+        let metrics = report.metrics();
+        for name in registry::telemetry::catalogued("fanout") {
+            assert!(
+                metrics.value(&name).is_some(),
+                "{name} is catalogued but never emitted"
+            );
+        }
+    }
+}

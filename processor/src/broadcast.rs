@@ -1,0 +1,100 @@
+//! The broadcast pipeline: page the registry (buckets concurrently), cut shards, and send
+//! their jobs in SendMessageBatch calls while the next pages are read.
+
+use fanout::job::JobError;
+use fanout::queue::{BATCH_ENTRIES, JobQueue, QueueError};
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt, TryStreamExt};
+use registry::{Registry, RegistryError};
+
+use crate::message::Parts;
+use crate::shard::{Sharder, jobs_for_shard};
+
+/// Batches of jobs waiting for a send; bounds the memory of a broadcast.
+const PIPELINE_DEPTH: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    #[error("paging the registry failed: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("a fanout job could not be built: {0}")]
+    Job(#[from] JobError),
+    #[error("sending fanout jobs failed: {0}")]
+    Queue(#[from] QueueError),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BroadcastStats {
+    pub pages: u64,
+    pub connections: u64,
+    pub jobs_sent: u64,
+}
+
+/// How a broadcast pages and sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pipeline {
+    pub shard_size: usize,
+    /// Items per GSI Query; `None` lets DynamoDB fill 1 MB pages.
+    pub page_size: Option<i32>,
+    /// SendMessageBatch calls in flight.
+    pub send_concurrency: usize,
+}
+
+/// Sends `parts` to every live connection as `FanoutJob`s. Memory stays bounded by the
+/// pipeline whatever the registry's size; an error stops the broadcast and is returned, so
+/// the stream batch is retried (jobs already sent are delivered again: clients drop repeats
+/// by id and part).
+pub async fn broadcast(
+    registry: &Registry,
+    queue: &JobQueue,
+    parts: &Parts,
+    enqueued_at: i64,
+    pipeline: Pipeline,
+) -> Result<BroadcastStats, BroadcastError> {
+    let (mut tx, rx) = mpsc::channel::<fanout::FanoutJob>(PIPELINE_DEPTH * BATCH_ENTRIES);
+    let max_bytes = queue.max_message_bytes();
+    let jobs = |ids| {
+        jobs_for_shard(
+            &parts.broadcast_id,
+            enqueued_at,
+            &parts.messages,
+            ids,
+            max_bytes,
+        )
+    };
+
+    let produce = async move {
+        let mut stats = BroadcastStats::default();
+        let mut pages = registry.live_connections(pipeline.page_size);
+        let mut sharder = Sharder::new(pipeline.shard_size);
+        while let Some(page) = pages.try_next().await? {
+            stats.pages += 1;
+            stats.connections += page.connection_ids.len() as u64;
+            for shard in sharder.push(page.connection_ids) {
+                for job in jobs(shard)? {
+                    if tx.send(job).await.is_err() {
+                        return Ok(stats); // the sender failed; its error is the one returned
+                    }
+                }
+            }
+        }
+        if let Some(shard) = sharder.finish() {
+            for job in jobs(shard)? {
+                if tx.send(job).await.is_err() {
+                    return Ok(stats);
+                }
+            }
+        }
+        Ok::<_, BroadcastError>(stats)
+    };
+    let consume = rx
+        .ready_chunks(BATCH_ENTRIES)
+        .map(|batch| async move { queue.send_all(&batch, 1).await })
+        .buffer_unordered(pipeline.send_concurrency.max(1))
+        .map_err(BroadcastError::from)
+        .try_fold(0u64, |sent, n| async move { Ok(sent + n as u64) });
+
+    let (mut stats, sent) = futures::try_join!(produce, consume)?;
+    stats.jobs_sent = sent;
+    Ok(stats)
+}
