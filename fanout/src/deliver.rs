@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use registry::clock::now_ms;
 use tokio::time::Instant;
 
@@ -65,14 +65,38 @@ pub async fn deliver<C: Connections>(
     concurrency: usize,
     deadline: Instant,
 ) -> Vec<JobResult> {
-    let work = jobs.iter().enumerate().flat_map(|(index, job)| {
-        job.connections
-            .iter()
-            .map(move |id| deliver_connection(connections, index, job, id, policy, deadline))
-    });
+    // A plain loop over FuturesUnordered rather than `stream::iter(..).map(closure)`: closures
+    // over borrowed jobs would make this future's Send bound higher-ranked, which spawning
+    // callers cannot satisfy.
+    let mut work = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(index, job)| {
+            job.connections
+                .iter()
+                .map(move |id| (index, job, id.as_str()))
+        })
+        .collect::<Vec<_>>()
+        .into_iter();
     let mut results = vec![JobResult::default(); jobs.len()];
-    let mut done = stream::iter(work).buffer_unordered(concurrency.max(1));
-    while let Some(connection) = done.next().await {
+    let mut in_progress = FuturesUnordered::new();
+    loop {
+        while in_progress.len() < concurrency.max(1) {
+            let Some((index, job, id)) = work.next() else {
+                break;
+            };
+            in_progress.push(deliver_connection(
+                connections,
+                index,
+                job,
+                id,
+                policy,
+                deadline,
+            ));
+        }
+        let Some(connection) = in_progress.next().await else {
+            break;
+        };
         let result = &mut results[connection.job];
         result.delivered_posts += connection.delivered_posts;
         result.throttled += connection.throttled;

@@ -95,6 +95,10 @@ pub struct RegistryConfig {
     pub index_name: String,
     /// `CONNECTION_BUCKETS`, 1..=1000, default 1 (the seed's single `"true"` partition).
     pub buckets: Buckets,
+    /// `CONNECTION_BUCKETS_PREVIOUS`: while `CONNECTION_BUCKETS` changes, the old count, so
+    /// that readers still find rows written under it (unset once those have expired: 2 h, API
+    /// Gateway's longest connection).
+    pub previous_buckets: Option<Buckets>,
     /// `CONNECTION_TTL_SECONDS`, 60..=604800, default 86400.
     pub ttl_seconds: u64,
 }
@@ -113,6 +117,14 @@ impl RegistryConfig {
             index_name: env.string_or("CONNECTIONS_INDEX_NAME", DEFAULT_INDEX_NAME),
             buckets: Buckets::new(env.number_or("CONNECTION_BUCKETS", 1, 1..=Buckets::MAX)?)
                 .expect("range checked above"),
+            previous_buckets: match env.number_or(
+                "CONNECTION_BUCKETS_PREVIOUS",
+                0,
+                0..=Buckets::MAX,
+            )? {
+                0 => None,
+                n => Buckets::new(n),
+            },
             ttl_seconds: env.number_or(
                 "CONNECTION_TTL_SECONDS",
                 DEFAULT_TTL_SECONDS,
@@ -121,12 +133,29 @@ impl RegistryConfig {
         })
     }
 
+    /// Every partition key live rows may be under: the current buckets', and during a change of
+    /// `CONNECTION_BUCKETS` the previous ones' too (each key once).
+    pub fn partition_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.buckets.partition_keys().collect();
+        for key in self
+            .previous_buckets
+            .iter()
+            .flat_map(|b| b.partition_keys())
+        {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+
     /// The defaults for `table_name`, as local runs and tests use them.
     pub fn for_table(table_name: impl Into<String>) -> Self {
         Self {
             table_name: table_name.into(),
             index_name: DEFAULT_INDEX_NAME.to_owned(),
             buckets: Buckets::SEED,
+            previous_buckets: None,
             ttl_seconds: DEFAULT_TTL_SECONDS,
         }
     }
@@ -166,6 +195,29 @@ mod tests {
         assert_eq!(config.index_name, "idx");
         assert_eq!(config.buckets.count(), 8);
         assert_eq!(config.ttl_seconds, 3600);
+    }
+
+    #[test]
+    fn a_bucket_change_reads_both_layouts_once() {
+        let config = RegistryConfig::from(&env(&[
+            ("CONNECTIONS_TABLE_NAME", "t"),
+            ("CONNECTION_BUCKETS", "4"),
+            ("CONNECTION_BUCKETS_PREVIOUS", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.partition_keys(),
+            ["true#0", "true#1", "true#2", "true#3"]
+        );
+        let config = RegistryConfig::from(&env(&[
+            ("CONNECTIONS_TABLE_NAME", "t"),
+            ("CONNECTION_BUCKETS", "2"),
+            ("CONNECTION_BUCKETS_PREVIOUS", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(config.partition_keys(), ["true#0", "true#1", "true"]);
+        let seed = RegistryConfig::for_table("t");
+        assert_eq!(seed.partition_keys(), ["true"]);
     }
 
     #[test]

@@ -121,8 +121,14 @@ impl Registry {
     }
 
     async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), RegistryError> {
-        stream::iter(requests.chunks(BATCH_WRITE_LIMIT))
-            .map(|chunk| self.write_batch(chunk.to_vec()))
+        // Owned chunks: a closure over borrowed slices makes this future's Send bound
+        // higher-ranked, which callers spawning it cannot satisfy.
+        let chunks: Vec<Vec<WriteRequest>> = requests
+            .chunks(BATCH_WRITE_LIMIT)
+            .map(<[WriteRequest]>::to_vec)
+            .collect();
+        stream::iter(chunks)
+            .map(|chunk| self.write_batch(chunk))
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<()>()
             .await
@@ -213,8 +219,8 @@ impl Registry {
     ) -> BoxStream<'static, Result<Page, RegistryError>> {
         let streams = self
             .config
-            .buckets
             .partition_keys()
+            .into_iter()
             .map(|partition| self.clone().bucket_pages(partition, page_size));
         stream::select_all(streams).boxed()
     }

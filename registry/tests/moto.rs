@@ -231,3 +231,25 @@ async fn remove_many_removes_all_sixty() {
         keep.into_iter().collect()
     );
 }
+
+#[tokio::test]
+async fn a_bucket_change_still_pages_rows_written_under_the_old_count() {
+    let old = fresh_registry(1).await;
+    let old_ids = seed(&old, 30).await;
+    let mut config = old.config().clone();
+    config.buckets = Buckets::new(8).unwrap();
+    config.previous_buckets = Some(Buckets::SEED);
+    let new = registry::Registry::new(old.client().clone(), config);
+    handlers::connect(&new, &route_event("$connect", "fresh=", None)).await;
+
+    let ids: HashSet<String> = new
+        .live_connections(Some(7))
+        .map_ok(|p| p.connection_ids)
+        .try_concat()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(ids.len(), 31);
+    assert!(ids.contains("fresh=") && old_ids.iter().all(|id| ids.contains(id)));
+}

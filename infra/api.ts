@@ -1,0 +1,170 @@
+// The API Gateway WebSocket API: $connect, $disconnect and $default, each a Lambda proxy
+// integration; a $default route response so that what the message function returns (PONG,
+// ERROR, snapshots) reaches the client; one stage with access and execution logs and throttles.
+
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { Settings } from "./config";
+import { RustFunction } from "./functions";
+
+export const ROUTES = {
+    $connect: "connect",
+    $disconnect: "disconnect",
+    $default: "message",
+} as const;
+export type RouteKey = keyof typeof ROUTES;
+
+export interface WebSocketApi {
+    api: aws.apigatewayv2.Api;
+    stage: aws.apigatewayv2.Stage;
+    /** `wss://{apiId}.execute-api.{region}.amazonaws.com/{stage}`, for clients. */
+    websocketUrl: pulumi.Output<string>;
+    /** `https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`: WEBSOCKET_API_ENDPOINT. */
+    managementEndpoint: pulumi.Output<string>;
+    /** What execute-api:ManageConnections is granted on: this stage's POST and DELETE only. */
+    manageConnectionsArns: pulumi.Output<string>[];
+    accessLogGroup: aws.cloudwatch.LogGroup;
+}
+
+export function websocketApi(settings: Settings, handlers: Record<RouteKey, RustFunction>): WebSocketApi {
+    const stageName = settings.api.stageName;
+
+    const api = new aws.apigatewayv2.Api("websocket", {
+        name: `${settings.prefix}-websocket`,
+        protocolType: "WEBSOCKET",
+        // No route matches an `action` today, so every client message goes to $default.
+        routeSelectionExpression: "$request.body.action",
+        description: "IOps dashboard METRICS_UPDATE fan-out",
+    });
+
+    const routes: aws.apigatewayv2.Route[] = [];
+    for (const routeKey of Object.keys(ROUTES) as RouteKey[]) {
+        const handler = handlers[routeKey];
+        const logical = ROUTES[routeKey];
+        const integration = new aws.apigatewayv2.Integration(logical, {
+            apiId: api.id,
+            integrationType: "AWS_PROXY",
+            integrationMethod: "POST",
+            integrationUri: handler.function.invokeArn,
+        });
+        const route = new aws.apigatewayv2.Route(logical, {
+            apiId: api.id,
+            routeKey,
+            target: pulumi.interpolate`integrations/${integration.id}`,
+            // Two-way route: the integration's response body is sent back to the client.
+            ...(routeKey === "$default" ? { routeResponseSelectionExpression: "$default" } : {}),
+        });
+        if (routeKey === "$default") {
+            new aws.apigatewayv2.RouteResponse(logical, {
+                apiId: api.id,
+                routeId: route.id,
+                routeResponseKey: "$default",
+            });
+        }
+        routes.push(route);
+        new aws.lambda.Permission(logical, {
+            action: "lambda:InvokeFunction",
+            function: handler.function.name,
+            principal: "apigateway.amazonaws.com",
+            // arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{routeKey}
+            sourceArn: pulumi.interpolate`${api.executionArn}/${stageName}/${routeKey}`,
+        });
+    }
+
+    const dependsOn: pulumi.Resource[] = [...routes];
+    if (settings.api.manageAccount) {
+        dependsOn.push(apiGatewayAccountLogging(settings));
+    }
+
+    const accessLogGroup = new aws.cloudwatch.LogGroup("api-access", {
+        name: `/aws/apigateway/${settings.prefix}-websocket/access`,
+        retentionInDays: settings.logRetentionDays,
+    });
+    // API Gateway writes execution logs to this fixed name; created here for its retention.
+    const executionLogGroup = new aws.cloudwatch.LogGroup("api-execution", {
+        name: pulumi.interpolate`API-Gateway-Execution-Logs_${api.id}/${stageName}`,
+        retentionInDays: settings.logRetentionDays,
+    });
+    dependsOn.push(accessLogGroup, executionLogGroup);
+
+    const stage = new aws.apigatewayv2.Stage(
+        "stage",
+        {
+            apiId: api.id,
+            name: stageName,
+            autoDeploy: true,
+            defaultRouteSettings: {
+                throttlingRateLimit: settings.api.throttleRate,
+                throttlingBurstLimit: settings.api.throttleBurst,
+                loggingLevel: settings.api.loggingLevel,
+                dataTraceEnabled: false,
+                detailedMetricsEnabled: true,
+            },
+            routeSettings: [
+                {
+                    // New connections are limited per account and region (500/s by default).
+                    routeKey: "$connect",
+                    throttlingRateLimit: settings.api.connectThrottleRate,
+                    throttlingBurstLimit: settings.api.connectThrottleBurst,
+                    loggingLevel: settings.api.loggingLevel,
+                    dataTraceEnabled: false,
+                    detailedMetricsEnabled: true,
+                },
+            ],
+            accessLogSettings: {
+                destinationArn: accessLogGroup.arn,
+                format: JSON.stringify({
+                    requestId: "$context.requestId",
+                    requestTime: "$context.requestTimeEpoch",
+                    connectionId: "$context.connectionId",
+                    eventType: "$context.eventType",
+                    routeKey: "$context.routeKey",
+                    status: "$context.status",
+                    sourceIp: "$context.identity.sourceIp",
+                    integrationStatus: "$context.integration.status",
+                    integrationLatency: "$context.integration.latency",
+                    integrationError: "$context.integration.error",
+                    error: "$context.error.message",
+                    errorType: "$context.error.responseType",
+                }),
+            },
+        },
+        { dependsOn },
+    );
+
+    const base = pulumi.interpolate`${api.executionArn}/${stage.name}`;
+    return {
+        api,
+        stage,
+        websocketUrl: pulumi.interpolate`${api.apiEndpoint}/${stage.name}`,
+        managementEndpoint: pulumi.interpolate`${api.apiEndpoint.apply((e) => e.replace(/^wss:\/\//, "https://"))}/${stage.name}`,
+        manageConnectionsArns: [pulumi.interpolate`${base}/POST/@connections/*`, pulumi.interpolate`${base}/DELETE/@connections/*`],
+        accessLogGroup,
+    };
+}
+
+/**
+ * The account-wide (per region) role API Gateway logs with. Only one stack per account and region
+ * should manage it: set `manageApiGatewayAccount: true` there, false everywhere else.
+ */
+function apiGatewayAccountLogging(settings: Settings): aws.apigateway.Account {
+    const role = new aws.iam.Role("apigateway-cloudwatch", {
+        name: `${settings.prefix}-apigateway-cloudwatch`,
+        assumeRolePolicy: JSON.stringify({
+            Version: "2012-10-17",
+            Statement: [
+                {
+                    Effect: "Allow",
+                    Principal: { Service: "apigateway.amazonaws.com" },
+                    Action: "sts:AssumeRole",
+                },
+            ],
+        }),
+    });
+    const attachment = new aws.iam.RolePolicyAttachment("apigateway-cloudwatch", {
+        role: role.name,
+        policyArn: "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+    });
+    return new aws.apigateway.Account("apigateway-account", { cloudwatchRoleArn: role.arn }, { dependsOn: [attachment] });
+}

@@ -1,0 +1,134 @@
+// One CloudWatch dashboard: a graph per alarm (its metric, statistic and period, with the
+// threshold drawn), then the throughput figures that explain them.
+
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { AlarmSpec } from "./alarms";
+import { emf, MetricName, Service } from "./catalogue";
+import { Settings } from "./config";
+
+type MetricRow = pulumi.Input<string | Record<string, unknown>>[];
+
+interface Widget {
+    type: "metric" | "text";
+    x: number;
+    y: number;
+    width: number;
+    height: number;
+    properties: Record<string, unknown>;
+}
+
+function metricRow(
+    namespace: string,
+    metricName: string,
+    dimensions: Record<string, pulumi.Input<string>>,
+    options: Record<string, unknown> = {},
+): MetricRow {
+    const row: MetricRow = [namespace, metricName];
+    for (const [key, value] of Object.entries(dimensions)) row.push(key, value);
+    row.push(options);
+    return row;
+}
+
+function emfRow<S extends Service>(service: S, name: MetricName<S>, stat = "Sum"): MetricRow {
+    const m = emf(service, name);
+    return metricRow(m.namespace, m.metricName, m.dimensions, { stat, label: `${service} ${name}` });
+}
+
+export function dashboard(
+    settings: Settings,
+    specs: AlarmSpec[],
+    region: pulumi.Input<string>,
+    api: { apiId: pulumi.Input<string>; stageName: string },
+): aws.cloudwatch.Dashboard {
+    const widgets: Widget[] = [];
+    let y = 0;
+    widgets.push({
+        type: "text",
+        x: 0,
+        y,
+        width: 24,
+        height: 2,
+        properties: {
+            markdown: `# ${settings.prefix} WebSocket fan-out\nOne graph per alarm (red line: threshold; each alarm is a section of RUNBOOK.md), then throughput.`,
+        },
+    });
+    y += 2;
+
+    specs.forEach((spec, i) => {
+        widgets.push({
+            type: "metric",
+            x: (i % 3) * 8,
+            y: y + Math.floor(i / 3) * 6,
+            width: 8,
+            height: 6,
+            properties: {
+                title: spec.name,
+                region,
+                view: "timeSeries",
+                stacked: false,
+                period: spec.period,
+                stat: spec.extendedStatistic ?? spec.statistic,
+                metrics: [metricRow(spec.namespace, spec.metricName, spec.dimensions, { label: spec.metricName })],
+                annotations: { horizontal: [{ label: "alarm threshold", value: spec.threshold, color: "#d62728" }] },
+            },
+        });
+    });
+    y += Math.ceil(specs.length / 3) * 6;
+
+    const throughput: { title: string; metrics: MetricRow[] }[] = [
+        {
+            title: "fanout deliveries",
+            metrics: [
+                emfRow("fanout", "Delivered"),
+                emfRow("fanout", "Gone"),
+                emfRow("fanout", "Throttled"),
+                emfRow("fanout", "Retried"),
+                emfRow("fanout", "Requeued"),
+                emfRow("fanout", "Failed"),
+                emfRow("fanout", "Forbidden"),
+                emfRow("fanout", "PayloadTooLarge"),
+                emfRow("fanout", "MalformedJobs"),
+            ],
+        },
+        {
+            title: "processor",
+            metrics: [
+                emfRow("processor", "Records"),
+                emfRow("processor", "RecordsSkipped"),
+                emfRow("processor", "RecordsTruncated"),
+                emfRow("processor", "Parts"),
+                emfRow("processor", "JobsSent"),
+                emfRow("processor", "ConnectionsPaged"),
+                emfRow("processor", "Pages"),
+            ],
+        },
+        {
+            title: "broadcast lag (p99) and delivery latency (p99)",
+            metrics: [emfRow("processor", "BroadcastLag", "p99"), emfRow("fanout", "DeliveryLatency", "p99")],
+        },
+        {
+            title: "connections and messages",
+            metrics: [
+                metricRow("AWS/ApiGateway", "ConnectCount", { ApiId: api.apiId, Stage: api.stageName }, { stat: "Sum" }),
+                metricRow("AWS/ApiGateway", "MessageCount", { ApiId: api.apiId, Stage: api.stageName }, { stat: "Sum" }),
+            ],
+        },
+    ];
+    throughput.forEach((w, i) => {
+        widgets.push({
+            type: "metric",
+            x: (i % 2) * 12,
+            y: y + Math.floor(i / 2) * 6,
+            width: 12,
+            height: 6,
+            properties: { title: w.title, region, view: "timeSeries", stacked: false, period: 60, metrics: w.metrics },
+        });
+    });
+
+    return new aws.cloudwatch.Dashboard("dashboard", {
+        dashboardName: `${settings.prefix}-websocket`,
+        dashboardBody: pulumi.jsonStringify({ widgets }),
+    });
+}

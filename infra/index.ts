@@ -1,0 +1,120 @@
+// The IOps dashboard real-time fan-out back end (see DESIGN.md):
+//   browser -ws-> API Gateway -> connect / disconnect / message -> connections table
+//   metrics table stream -> processor -> fan-out queue (+ DLQ) -> fanout -> PostToConnection
+// Build the functions first: `make package`. Names, config keys and alarms: RUNBOOK.md.
+
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+import { alarms, alarmSpecs, alarmTopic } from "./alarms";
+import { websocketApi } from "./api";
+import { loadSettings } from "./config";
+import { dashboard } from "./dashboard";
+import { allow } from "./iam";
+import { fanoutEnvironment, processorEnvironment, registryEnvironment, rustFunction } from "./functions";
+import { queueMapping, streamMapping } from "./mappings";
+import { queues as createQueues } from "./queues";
+import { connectionsTable, metricsSource } from "./tables";
+
+const config = new pulumi.Config();
+const settings = loadSettings({ get: (key) => config.get(key) }, pulumi.getProject(), pulumi.getStack());
+
+const table = connectionsTable(settings);
+const metrics = metricsSource(settings);
+const queues = createQueues(settings);
+const indexArn = pulumi.interpolate`${table.arn}/index/${settings.connections.indexName}`;
+
+const registry = {
+    memoryMb: settings.registryFunctions.memoryMb,
+    timeoutSeconds: settings.registryFunctions.timeoutSeconds,
+    environment: registryEnvironment(settings, table.name),
+};
+const connect = rustFunction(settings, {
+    fn: "connect",
+    ...registry,
+    statements: () => [allow("RegisterConnection", ["dynamodb:PutItem"], [table.arn])],
+});
+const disconnect = rustFunction(settings, {
+    fn: "disconnect",
+    ...registry,
+    statements: () => [allow("RemoveConnection", ["dynamodb:DeleteItem"], [table.arn])],
+});
+const message = rustFunction(settings, {
+    fn: "message",
+    ...registry,
+    statements: () => [allow("TouchConnection", ["dynamodb:UpdateItem"], [table.arn])],
+});
+
+const ws = websocketApi(settings, { $connect: connect, $disconnect: disconnect, $default: message });
+
+const processor = rustFunction(settings, {
+    fn: "processor",
+    memoryMb: settings.processor.memoryMb,
+    timeoutSeconds: settings.processor.timeoutSeconds,
+    environment: processorEnvironment(settings, table.name, queues.fanout.url),
+    statements: () => [
+        allow("PageConnections", ["dynamodb:Query"], [indexArn]),
+        allow(
+            "ReadMetricsStream",
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+            [metrics.streamArn],
+        ),
+        allow("EnqueueFanoutJobs", ["sqs:SendMessage"], [queues.fanout.arn]),
+        allow("StreamOnFailureDestination", ["sqs:SendMessage"], [queues.streamDlq.arn]),
+    ],
+});
+
+const fanout = rustFunction(settings, {
+    fn: "fanout",
+    memoryMb: settings.fanout.memoryMb,
+    timeoutSeconds: settings.fanout.timeoutSeconds,
+    environment: fanoutEnvironment(settings, table.name, queues.fanout.url, ws.managementEndpoint),
+    statements: () => [
+        allow(
+            "ConsumeFanoutJobs",
+            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
+            [queues.fanout.arn],
+        ),
+        allow("RequeueFanoutJobs", ["sqs:SendMessage"], [queues.fanout.arn]),
+        allow("DeleteGoneConnections", ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem"], [table.arn]),
+        allow("PostToConnections", ["execute-api:ManageConnections"], ws.manageConnectionsArns),
+    ],
+});
+
+const streamToProcessor = streamMapping(settings, processor, metrics.streamArn, queues.streamDlq.arn);
+const queueToFanout = queueMapping(settings, fanout, queues.fanout.arn);
+
+const specs = alarmSpecs(settings, { apiId: ws.api.id, stageName: settings.api.stageName });
+const topic = alarmTopic(settings);
+alarms(settings, specs, topic);
+const board = dashboard(settings, specs, aws.getRegionOutput().region, {
+    apiId: ws.api.id,
+    stageName: settings.api.stageName,
+});
+
+/** Every physical name except the tables': `<prefix>-fanout`, `<prefix>-fanout-dlq`, ... */
+export const namePrefix = settings.prefix;
+export const websocketUrl = ws.websocketUrl;
+export const managementEndpoint = ws.managementEndpoint;
+export const stageName = ws.stage.name;
+export const connectionsTableName = table.name;
+export const connectionsIndexName = settings.connections.indexName;
+export const metricsTableName = metrics.tableName;
+export const metricsStreamArn = metrics.streamArn;
+export const fanoutQueueName = queues.fanout.name;
+export const fanoutQueueUrl = queues.fanout.url;
+export const fanoutDlqName = queues.fanoutDlq.name;
+export const fanoutDlqUrl = queues.fanoutDlq.url;
+export const streamDlqName = queues.streamDlq.name;
+export const streamDlqUrl = queues.streamDlq.url;
+export const functionNames = {
+    connect: connect.name,
+    disconnect: disconnect.name,
+    message: message.name,
+    processor: processor.name,
+    fanout: fanout.name,
+};
+export const streamMappingUuid = streamToProcessor.uuid;
+export const fanoutMappingUuid = queueToFanout.uuid;
+export const alarmTopicArn = topic.arn;
+export const dashboardName = board.dashboardName;

@@ -1,0 +1,185 @@
+// Runs the Pulumi program (index.ts) against Pulumi's mocks: no CLI, no cloud. Every resource
+// the program registers is recorded with the inputs it was given; the mocks answer with the
+// attributes AWS would (ARNs, URLs, ids), so tests can check that one resource names another.
+
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+import * as pulumi from "@pulumi/pulumi";
+
+export const PROJECT = "iops-ws";
+export const REGION = "us-east-1";
+export const ACCOUNT = "123456789012";
+export const API_ID = "a1b2c3d4e5";
+export const FUNCTIONS = ["connect", "disconnect", "message", "processor", "fanout"] as const;
+
+export interface Recorded {
+    type: string;
+    name: string;
+    inputs: Record<string, any>;
+    state: Record<string, any>;
+}
+
+export interface Statement {
+    Sid: string;
+    Effect: string;
+    Action: string[];
+    Resource: string[];
+}
+
+export interface Program {
+    resources: Recorded[];
+    outputs: Record<string, any>;
+    /** Resources of one type, e.g. `aws:sqs/queue:Queue`. */
+    all(type: string): Recorded[];
+    /** The one resource of `type` with the Pulumi name `name`. */
+    one(type: string, name: string): Recorded;
+    /** The statements of the inline policy of the role named `name`. */
+    statements(name: string): Statement[];
+}
+
+function attributes(type: string, name: string, inputs: Record<string, any>): { id: string; state: Record<string, any> } {
+    const physical: string = inputs.name ?? name;
+    const arn = (service: string, resource: string) => `arn:aws:${service}:${REGION}:${ACCOUNT}:${resource}`;
+    switch (type) {
+        case "aws:dynamodb/table:Table": {
+            const tableArn = arn("dynamodb", `table/${physical}`);
+            const stream = inputs.streamEnabled ? { streamArn: `${tableArn}/stream/2026-01-01T00:00:00.000` } : {};
+            return { id: physical, state: { ...inputs, arn: tableArn, ...stream } };
+        }
+        case "aws:sqs/queue:Queue": {
+            const url = `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${physical}`;
+            return { id: url, state: { ...inputs, arn: arn("sqs", physical), url } };
+        }
+        case "aws:apigatewayv2/api:Api":
+            return {
+                id: API_ID,
+                state: {
+                    ...inputs,
+                    apiEndpoint: `wss://${API_ID}.execute-api.${REGION}.amazonaws.com`,
+                    executionArn: arn("execute-api", API_ID),
+                    arn: `arn:aws:apigateway:${REGION}::/apis/${API_ID}`,
+                },
+            };
+        case "aws:apigatewayv2/stage:Stage":
+            return {
+                id: physical,
+                state: {
+                    ...inputs,
+                    invokeUrl: `wss://${API_ID}.execute-api.${REGION}.amazonaws.com/${physical}`,
+                    executionArn: arn("execute-api", `${API_ID}/${physical}`),
+                },
+            };
+        case "aws:lambda/function:Function": {
+            const fnArn = arn("lambda", `function:${physical}`);
+            return {
+                id: physical,
+                state: {
+                    ...inputs,
+                    arn: fnArn,
+                    invokeArn: `arn:aws:apigateway:${REGION}:lambda:path/2015-03-31/functions/${fnArn}/invocations`,
+                },
+            };
+        }
+        case "aws:cloudwatch/logGroup:LogGroup":
+            return { id: physical, state: { ...inputs, arn: arn("logs", `log-group:${physical}`) } };
+        case "aws:iam/role:Role":
+            return { id: physical, state: { ...inputs, arn: `arn:aws:iam::${ACCOUNT}:role/${physical}` } };
+        case "aws:sns/topic:Topic":
+            return { id: arn("sns", physical), state: { ...inputs, arn: arn("sns", physical) } };
+        default:
+            return { id: `${name}-id`, state: { ...inputs } };
+    }
+}
+
+/** Fake `bootstrap.zip`s, so the program's check that `make package` ran passes. */
+export function fakeArtifacts(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "iops-ws-artifacts-"));
+    process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+    for (const fn of FUNCTIONS) {
+        fs.mkdirSync(path.join(dir, fn));
+        fs.writeFileSync(path.join(dir, fn, "bootstrap.zip"), "not a zip");
+    }
+    return dir;
+}
+
+function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
+    return new Promise((resolve) => output.apply((value) => resolve(value)));
+}
+
+async function resolveDeep(value: unknown): Promise<unknown> {
+    if (pulumi.Output.isInstance(value)) return promiseOf(value as pulumi.Output<unknown>);
+    if (value !== null && typeof value === "object") {
+        const entries = await Promise.all(Object.entries(value).map(async ([k, v]) => [k, await resolveDeep(v)] as const));
+        return Object.fromEntries(entries);
+    }
+    return value;
+}
+
+/** Waits until no resource has been registered for a while: the program has finished. */
+async function settle(resources: Recorded[]): Promise<void> {
+    let seen = -1;
+    let quiet = 0;
+    for (let i = 0; i < 500 && quiet < 5; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        quiet = resources.length === seen ? quiet + 1 : 0;
+        seen = resources.length;
+    }
+}
+
+/**
+ * Runs index.ts once in this process with the given stack config (keys without the project
+ * prefix); `node --test` runs each test file in a process of its own.
+ */
+export async function runProgram(config: Record<string, string>, stack = "test"): Promise<Program> {
+    const resources: Recorded[] = [];
+    pulumi.runtime.setAllConfig(
+        Object.fromEntries(Object.entries(config).map(([k, v]) => [k.includes(":") ? k : `${PROJECT}:${k}`, v])),
+    );
+    await pulumi.runtime.setMocks(
+        {
+            newResource(args: pulumi.runtime.MockResourceArgs) {
+                const { id, state } = attributes(args.type, args.name, args.inputs);
+                resources.push({ type: args.type, name: args.name, inputs: args.inputs, state });
+                return { id, state };
+            },
+            call(args: pulumi.runtime.MockCallArgs) {
+                if (args.token === "aws:index/getRegion:getRegion") {
+                    return { id: REGION, name: REGION, region: REGION, endpoint: `ec2.${REGION}.amazonaws.com`, description: "" };
+                }
+                throw new Error(`unexpected call ${args.token}`);
+            },
+        },
+        PROJECT,
+        stack,
+        false,
+    );
+    const program: Record<string, unknown> = await import("../index");
+    const outputs = (await resolveDeep({ ...program })) as Record<string, any>;
+    await settle(resources);
+
+    const all = (type: string) => resources.filter((r) => r.type === type);
+    const one = (type: string, name: string) => {
+        const found = all(type).filter((r) => r.name === name);
+        if (found.length !== 1) throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
+        return found[0];
+    };
+    return {
+        resources,
+        outputs,
+        all,
+        one,
+        statements: (name: string) => JSON.parse(one("aws:iam/rolePolicy:RolePolicy", name).inputs.policy).Statement,
+    };
+}
+
+/** `{ action: [resources] }` over all statements, to compare a policy as a whole. */
+export function grants(statements: Statement[]): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const s of statements) {
+        if (s.Effect !== "Allow") throw new Error(`unexpected effect ${s.Effect}`);
+        for (const action of s.Action) out[action] = [...(out[action] ?? []), ...s.Resource].sort();
+    }
+    return out;
+}

@@ -1,0 +1,157 @@
+// A stack that sets everything the other way: the metrics table is owned elsewhere (only its
+// stream ARN is configured), arm64, 8 buckets, another stage, an older 256 KiB queue, a longer
+// fanout timeout. Each setting must reach the resource and the environment that use it.
+
+import * as assert from "node:assert/strict";
+import { before, describe, it } from "node:test";
+
+import { ACCOUNT, API_ID, fakeArtifacts, FUNCTIONS, grants, Program, REGION, runProgram } from "./harness";
+
+const PREFIX = "iops-ws-staging";
+const STREAM_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/iops-metrics/stream/2025-06-01T00:00:00.000`;
+const EXECUTION_ARN = `arn:aws:execute-api:${REGION}:${ACCOUNT}:${API_ID}`;
+
+let p: Program;
+before(async () => {
+    p = await runProgram(
+        {
+            artifactsDir: fakeArtifacts(),
+            metricsStreamArn: STREAM_ARN,
+            architecture: "arm64",
+            connectionsTableName: "conns-staging",
+            connectionsIndexName: "by-bucket",
+            connectionBuckets: "8",
+            connectionBucketsPrevious: "4",
+            connectionTtlSeconds: "7200",
+            stageName: "live",
+            queueMaxMessageBytes: "262144",
+            maxMessageBytes: "65536",
+            fanoutShardSize: "500",
+            queryPageSize: "250",
+            processorSendConcurrency: "8",
+            fanoutTimeoutSeconds: "120",
+            fanoutConcurrency: "32",
+            fanoutMaxAttempts: "7",
+            fanoutBatchSize: "4",
+            fanoutMaxReceiveCount: "3",
+            logLevel: "debug,aws_smithy_runtime=info",
+            logRetentionDays: "90",
+            manageApiGatewayAccount: "true",
+            iteratorAgeMaxMs: "120000",
+            requeuedDeliveriesThreshold: "500",
+            broadcastsEnabled: "false",
+            deliveriesEnabled: "false",
+        },
+        "staging",
+    );
+});
+
+describe("an existing metrics table", () => {
+    it("is not created; the processor reads the configured stream", () => {
+        assert.deepEqual(
+            p.all("aws:dynamodb/table:Table").map((t) => t.name),
+            ["connections"],
+        );
+        const m = p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "processor-stream").inputs;
+        assert.equal(m.eventSourceArn, STREAM_ARN);
+        const g = grants(p.statements("processor"));
+        for (const action of ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]) {
+            assert.deepEqual(g[action], [STREAM_ARN]);
+        }
+        assert.equal(p.outputs.metricsTableName, undefined);
+        assert.equal(p.outputs.metricsStreamArn, STREAM_ARN);
+    });
+});
+
+describe("settings reach resources and environments", () => {
+    it("arm64 and the log retention", () => {
+        for (const fn of FUNCTIONS) {
+            assert.deepEqual(p.one("aws:lambda/function:Function", fn).inputs.architectures, ["arm64"]);
+            assert.equal(p.one("aws:cloudwatch/logGroup:LogGroup", fn).inputs.retentionInDays, 90);
+        }
+    });
+
+    it("table, index, buckets, TTL", () => {
+        const t = p.one("aws:dynamodb/table:Table", "connections").inputs;
+        assert.equal(t.name, "conns-staging");
+        assert.equal(t.globalSecondaryIndexes[0].name, "by-bucket");
+        const tableArn = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/conns-staging`;
+        assert.deepEqual(grants(p.statements("processor"))["dynamodb:Query"], [`${tableArn}/index/by-bucket`]);
+        for (const fn of ["connect", "disconnect", "message"]) {
+            assert.deepEqual(p.one("aws:lambda/function:Function", fn).inputs.environment.variables, {
+                RUST_LOG: "debug,aws_smithy_runtime=info",
+                CONNECTIONS_TABLE_NAME: "conns-staging",
+                CONNECTIONS_INDEX_NAME: "by-bucket",
+                CONNECTION_BUCKETS: "8",
+                CONNECTION_BUCKETS_PREVIOUS: "4",
+                CONNECTION_TTL_SECONDS: "7200",
+            });
+        }
+        for (const fn of ["processor", "fanout"]) {
+            const env = p.one("aws:lambda/function:Function", fn).inputs.environment.variables;
+            assert.equal(env.CONNECTIONS_INDEX_NAME, "by-bucket", fn);
+            assert.equal(env.CONNECTION_BUCKETS, "8", fn);
+            assert.equal(env.CONNECTION_TTL_SECONDS, "7200", fn);
+        }
+    });
+
+    it("the queue's maximum size is the processor's QUEUE_MAX_MESSAGE_BYTES", () => {
+        const q = p.one("aws:sqs/queue:Queue", "fanout").inputs;
+        assert.equal(q.maxMessageSize, 262144);
+        assert.equal(JSON.parse(q.redrivePolicy).maxReceiveCount, 3);
+        const env = p.one("aws:lambda/function:Function", "processor").inputs.environment.variables;
+        assert.equal(env.QUEUE_MAX_MESSAGE_BYTES, "262144");
+        assert.equal(env.MAX_MESSAGE_BYTES, "65536");
+        assert.equal(env.FANOUT_SHARD_SIZE, "500");
+        assert.equal(env.QUERY_PAGE_SIZE, "250");
+        assert.equal(env.SEND_CONCURRENCY, "8");
+        assert.equal(p.one("aws:lambda/function:Function", "fanout").inputs.environment.variables.QUEUE_MAX_MESSAGE_BYTES, "262144");
+        assert.equal(env.CONNECTION_BUCKETS, "8");
+    });
+
+    it("the visibility timeout follows the fanout timeout", () => {
+        assert.equal(p.one("aws:lambda/function:Function", "fanout").inputs.timeout, 120);
+        assert.equal(p.one("aws:sqs/queue:Queue", "fanout").inputs.visibilityTimeoutSeconds, 720);
+    });
+
+    it("fanout: stage endpoint, concurrency, attempts, batch size; ManageConnections on the live stage", () => {
+        const env = p.one("aws:lambda/function:Function", "fanout").inputs.environment.variables;
+        assert.equal(env.WEBSOCKET_API_ENDPOINT, `https://${API_ID}.execute-api.${REGION}.amazonaws.com/live`);
+        assert.equal(env.FANOUT_CONCURRENCY, "32");
+        assert.equal(env.FANOUT_MAX_ATTEMPTS, "7");
+        assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "fanout-queue").inputs.batchSize, 4);
+        assert.deepEqual(grants(p.statements("fanout"))["execute-api:ManageConnections"], [
+            `${EXECUTION_ARN}/live/DELETE/@connections/*`,
+            `${EXECUTION_ARN}/live/POST/@connections/*`,
+        ]);
+        assert.equal(p.outputs.websocketUrl, `wss://${API_ID}.execute-api.${REGION}.amazonaws.com/live`);
+        for (const fn of ["connect", "disconnect", "message"]) {
+            assert.match(p.one("aws:lambda/permission:Permission", fn).inputs.sourceArn, new RegExp(`^${EXECUTION_ARN}/live/\\$`));
+        }
+    });
+
+    it("the account's API Gateway logging role, when this stack manages it", () => {
+        const account = p.one("aws:apigateway/account:Account", "apigateway-account").inputs;
+        assert.equal(account.cloudwatchRoleArn, `arn:aws:iam::${ACCOUNT}:role/${PREFIX}-apigateway-cloudwatch`);
+        const attachment = p.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "apigateway-cloudwatch").inputs;
+        assert.equal(attachment.role, `${PREFIX}-apigateway-cloudwatch`);
+        assert.equal(attachment.policyArn, "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs");
+    });
+
+    it("broadcasts and deliveries can be switched off (RUNBOOK: Disable broadcasts)", () => {
+        assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "processor-stream").inputs.enabled, false);
+        assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "fanout-queue").inputs.enabled, false);
+    });
+
+    it("alarm thresholds and names", () => {
+        const age = p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "processor-iterator-age").inputs;
+        assert.equal(age.threshold, 120000);
+        assert.equal(age.name, `${PREFIX}-processor-iterator-age`);
+        assert.equal(p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "fanout-requeued-deliveries").inputs.threshold, 500);
+        assert.deepEqual(p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "api-client-errors").inputs.dimensions, {
+            ApiId: API_ID,
+            Stage: "live",
+        });
+        assert.deepEqual(p.all("aws:sns/topicSubscription:TopicSubscription"), []);
+    });
+});

@@ -1,0 +1,75 @@
+//! Heap allocations of one broadcast plan (100 records -> parts -> 100k connections in shards
+//! of 1000 -> encoded jobs), counted with dhat. Separate from the criterion timings because a
+//! counting allocator slows everything down. `cargo bench -p processor --bench allocations`
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split};
+use processor::shard::{Sharder, jobs_for_shard};
+use processor::update::convert;
+
+mod fixtures;
+
+fn main() {
+    let records = fixtures::records(100);
+    let ids = fixtures::connection_ids(100_000);
+    let pages: Vec<Vec<String>> = ids.chunks(3000).map(<[String]>::to_vec).collect();
+
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let before = dhat::HeapStats::get();
+    let (updates, _) = convert(&records);
+    let after_convert = dhat::HeapStats::get();
+    let id = broadcast_id(
+        records
+            .iter()
+            .filter_map(|r| r.change.sequence_number.as_deref()),
+    );
+    let parts = split(&id, &updates, MAX_MESSAGE_BYTES);
+    let after_split = dhat::HeapStats::get();
+    let mut sharder = Sharder::new(1000);
+    let mut jobs = 0;
+    let mut bytes = 0;
+    let mut encode = |shard: Vec<String>| {
+        for job in jobs_for_shard(
+            &id,
+            0,
+            &parts.messages,
+            shard,
+            DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
+        )
+        .expect("fits")
+        {
+            bytes += job
+                .encode(DEFAULT_QUEUE_MAX_MESSAGE_BYTES)
+                .expect("fits")
+                .len();
+            jobs += 1;
+        }
+    };
+    for page in pages {
+        for shard in sharder.push(page) {
+            encode(shard);
+        }
+    }
+    if let Some(shard) = sharder.finish() {
+        encode(shard);
+    }
+    let end = dhat::HeapStats::get();
+    let stage = |name: &str, from: &dhat::HeapStats, to: &dhat::HeapStats| {
+        println!(
+            "{name:<28} {:>9} allocations {:>12} bytes",
+            to.total_blocks - from.total_blocks,
+            to.total_bytes - from.total_bytes
+        );
+    };
+    println!(
+        "one broadcast plan: 100 records, 100,000 connections, {jobs} jobs, {bytes} bytes encoded"
+    );
+    stage("records -> updates", &before, &after_convert);
+    stage("updates -> parts", &after_convert, &after_split);
+    stage("shards -> encoded jobs", &after_split, &end);
+    stage("total", &before, &end);
+    println!("peak heap during the plan: {} bytes", end.max_bytes);
+}

@@ -1,0 +1,45 @@
+//! Inputs shared by the benchmarks: a stream batch like the simulator's and API Gateway-shaped
+//! connection ids.
+
+use aws_lambda_events::dynamodb::EventRecord;
+use serde_json::json;
+
+/// `n` MODIFY records of a metrics entity (six attributes, as the simulator writes them).
+pub fn records(n: usize) -> Vec<EventRecord> {
+    (0..n)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "eventID": format!("e{i}"), "eventName": "MODIFY", "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1_764_104_603,
+                    "Keys": {"entity_id": {"S": format!("stream-{i:03}")}},
+                    "NewImage": {
+                        "entity_id": {"S": format!("stream-{i:03}")},
+                        "entity_type": {"S": "stream"},
+                        "metric_value": {"N": format!("{}.5", 1000 + i)},
+                        "throughput": {"N": "412.7"},
+                        "latency_ms": {"N": "21.38"},
+                        "error_rate": {"N": "0.0112"},
+                        "timestamp": {"S": "2026-11-25T21:03:23Z"}
+                    },
+                    "SequenceNumber": format!("{:021}", 4_000_000 + i),
+                    "SizeBytes": 180, "StreamViewType": "NEW_AND_OLD_IMAGES"
+                }
+            }))
+            .expect("a valid stream record")
+        })
+        .collect()
+}
+
+/// `n` ids shaped like API Gateway's (16 characters ending in `=`).
+pub fn connection_ids(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{:015x}=",
+                (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 4
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,286 @@
+//! The dashboard page in headless Chromium, driven over the Chrome DevTools Protocol: a
+//! metrics-table write shows up on the page, and a screenshot is saved as a test artifact
+//! (`target/test-artifacts/dashboard.png`).
+//!
+//! Needs Debian's `chromium` (`make test` installs it: `apt-get install chromium`), or the
+//! path of another Chromium in `$CHROMIUM`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use e2e::{put_metric, start_stack, update_metric};
+use futures::{SinkExt, StreamExt};
+use local::stack::StackConfig;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(20);
+const ENTITY: &str = "stream-042";
+
+/// The value cell of `ENTITY`'s card: `null` until the card exists, else its raw and shown value.
+const VALUE_CELL: &str = r#"(() => {
+    const td = document.querySelector('[data-entity="stream-042"] [data-metric="metric_value"]');
+    return td && { value: td.getAttribute('data-value'), text: td.textContent };
+})()"#;
+
+/// What the page knows, for failure messages.
+const PAGE_STATE: &str = r#"JSON.stringify({
+    status: document.querySelector('#status')?.getAttribute('data-state'),
+    stats: window.dashboard && window.dashboard.stats,
+    entities: window.dashboard && Object.keys(window.dashboard.entities),
+})"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_write_shows_up_on_the_page_in_headless_chromium() -> anyhow::Result<()> {
+    let stack = start_stack(StackConfig::for_tests()).await;
+    let browser = Browser::launch().await?;
+    let mut page = Cdp::open_page(&browser.devtools_url).await?;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await?;
+
+    let navigated = page
+        .call("Page.navigate", json!({"url": stack.page_url()}))
+        .await?;
+    assert!(
+        navigated.get("errorText").is_none(),
+        "navigating to {}: {navigated}",
+        stack.page_url()
+    );
+    let status = "document.querySelector('#status')?.getAttribute('data-state')";
+    page.wait_for("the page's WebSocket to open", status, |s| s == "open")
+        .await?;
+
+    put_metric(&stack, ENTITY, 4242.5).await;
+    page.wait_for("the written value 4242.5 on the page", VALUE_CELL, |cell| {
+        cell["value"] == "4242.5" && cell["text"] == "4,242.5"
+    })
+    .await?;
+
+    update_metric(&stack, ENTITY, 777.0).await;
+    page.wait_for("the updated value 777 on the page", VALUE_CELL, |cell| {
+        cell["value"] == "777" && cell["text"] == "777"
+    })
+    .await?;
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await?;
+    let png = base64::engine::general_purpose::STANDARD.decode(
+        shot["data"]
+            .as_str()
+            .context("captureScreenshot returns data")?,
+    )?;
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is a PNG"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("dashboard.png");
+    std::fs::write(&path, &png)?;
+    eprintln!("screenshot saved to {}", path.display());
+
+    browser.close().await;
+    stack.shutdown().await;
+    Ok(())
+}
+
+/// A headless Chromium with a fresh profile; killed (and its profile removed) when dropped,
+/// so a failing test does not leave it running.
+struct Browser {
+    child: Child,
+    profile: PathBuf,
+    devtools_url: String,
+}
+
+impl Browser {
+    async fn launch() -> anyhow::Result<Self> {
+        let binary = std::env::var_os("CHROMIUM")
+            .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+        assert!(
+            binary.exists(),
+            "Chromium not found at {}: `make test` installs it (apt-get install chromium), \
+             or set CHROMIUM to a Chromium binary",
+            binary.display()
+        );
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+        let profile =
+            std::env::temp_dir().join(format!("e2e-chromium-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&profile)?;
+        let mut child = Command::new(&binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(["--remote-debugging-port=0", "about:blank"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stderr = child.stderr.take().context("chromium's stderr is piped")?;
+        // Construct the guard before waiting, so that a timeout still kills the process.
+        let mut browser = Self {
+            child,
+            profile,
+            devtools_url: String::new(),
+        };
+
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    return Ok(Some(url.trim().to_owned()));
+                }
+                seen.push(line);
+            }
+            anyhow::Ok(None)
+        })
+        .await;
+        browser.devtools_url = match found {
+            Ok(Ok(Some(url))) => url,
+            Ok(Ok(None)) => bail!(
+                "chromium exited without a DevTools endpoint; stderr:\n{}",
+                seen.join("\n")
+            ),
+            Ok(Err(e)) => return Err(e.context("reading chromium's stderr")),
+            Err(_) => bail!(
+                "no DevTools endpoint from chromium within {WAIT:?}; stderr:\n{}",
+                seen.join("\n")
+            ),
+        };
+        // Keep draining stderr so that chromium never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(browser)
+    }
+
+    async fn close(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A minimal DevTools client: one request at a time, replies matched by id, events ignored.
+/// Commands go to one page target through a flattened session.
+struct Cdp {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    session: Option<String>,
+    next_id: u64,
+}
+
+impl Cdp {
+    /// Connects to the browser endpoint, creates a blank page and attaches to it.
+    async fn open_page(devtools_url: &str) -> anyhow::Result<Self> {
+        let (socket, _) = tokio_tungstenite::connect_async(devtools_url)
+            .await
+            .with_context(|| format!("connecting to DevTools at {devtools_url}"))?;
+        let mut cdp = Self {
+            socket,
+            session: None,
+            next_id: 0,
+        };
+        let target = cdp
+            .call("Target.createTarget", json!({"url": "about:blank"}))
+            .await?;
+        let attached = cdp
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await?;
+        let session = attached["sessionId"]
+            .as_str()
+            .context("attachToTarget returns a sessionId")?;
+        cdp.session = Some(session.to_owned());
+        Ok(cdp)
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut request = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = &self.session {
+            request["sessionId"] = json!(session);
+        }
+        self.socket.send(Message::text(request.to_string())).await?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .with_context(|| format!("no reply to {method} within {WAIT:?}"))?
+                .with_context(|| format!("DevTools socket closed while waiting for {method}"))??;
+            let Message::Text(text) = frame else { continue };
+            let reply: Value = serde_json::from_str(&text)?;
+            if reply["id"] != id {
+                continue; // an event, or a reply to something else
+            }
+            if let Some(error) = reply.get("error") {
+                bail!("{method} failed: {error}");
+            }
+            return Ok(reply["result"].clone());
+        }
+    }
+
+    /// The value of a JavaScript expression in the page (JSON-serialisable results only).
+    async fn eval(&mut self, expression: &str) -> anyhow::Result<Value> {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await?;
+        if let Some(exception) = result.get("exceptionDetails") {
+            bail!("evaluating {expression}: {exception}");
+        }
+        Ok(result["result"]["value"].clone())
+    }
+
+    /// Polls `expression` every 100 ms until `done` holds for its value; fails after `WAIT`
+    /// with the last value and the page's state.
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        expression: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let value = self.eval(expression).await?;
+            if done(&value) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let state = self.eval(PAGE_STATE).await.unwrap_or_default();
+                panic!(
+                    "timed out after {WAIT:?} waiting for {what}: last value {value}; page state {state}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
