@@ -63,14 +63,10 @@ impl FanoutConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use registry::config::pairs_env;
 
     fn config(pairs: &[(&str, &str)]) -> Result<FanoutConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        FanoutConfig::from(&Env::new(move |k: &str| map.get(k).cloned()))
+        FanoutConfig::from(&pairs_env(pairs))
     }
 
     const BASE: [(&str, &str); 3] = [

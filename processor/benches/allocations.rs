@@ -5,9 +5,7 @@
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
 use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split};
-use processor::shard::{Sharder, jobs_for_shard};
 use processor::update::convert;
 
 mod fixtures;
@@ -28,34 +26,7 @@ fn main() {
     );
     let parts = split(&id, &updates, MAX_MESSAGE_BYTES);
     let after_split = dhat::HeapStats::get();
-    let mut sharder = Sharder::new(1000);
-    let mut jobs = 0;
-    let mut bytes = 0;
-    let mut encode = |shard: Vec<String>| {
-        for job in jobs_for_shard(
-            &id,
-            0,
-            &parts.messages,
-            shard,
-            DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-        )
-        .expect("fits")
-        {
-            bytes += job
-                .encode(DEFAULT_QUEUE_MAX_MESSAGE_BYTES)
-                .expect("fits")
-                .len();
-            jobs += 1;
-        }
-    };
-    for page in pages {
-        for shard in sharder.push(page) {
-            encode(shard);
-        }
-    }
-    if let Some(shard) = sharder.finish() {
-        encode(shard);
-    }
+    let (jobs, bytes) = fixtures::encode_shards(&id, &parts.messages, pages);
     let end = dhat::HeapStats::get();
     let stage = |name: &str, from: &dhat::HeapStats, to: &dhat::HeapStats| {
         println!(

@@ -2,7 +2,10 @@
 //! connection ids.
 
 use aws_lambda_events::dynamodb::EventRecord;
+use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use processor::shard::{Sharder, jobs_for_shard};
 use serde_json::json;
+use serde_json::value::RawValue;
 
 /// `n` MODIFY records of a metrics entity (six attributes, as the simulator writes them).
 pub fn records(n: usize) -> Vec<EventRecord> {
@@ -42,4 +45,41 @@ pub fn connection_ids(n: usize) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Pages of ids -> shards of 1000 -> encoded jobs, as the processor's pipeline cuts them.
+/// Returns the number of jobs and their encoded bytes.
+pub fn encode_shards(
+    broadcast_id: &str,
+    parts: &[Box<RawValue>],
+    pages: Vec<Vec<String>>,
+) -> (usize, usize) {
+    let mut sharder = Sharder::new(1000);
+    let (mut jobs, mut bytes) = (0, 0);
+    let mut encode = |shard: Vec<String>| {
+        for job in jobs_for_shard(
+            broadcast_id,
+            0,
+            parts,
+            shard,
+            DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
+        )
+        .expect("fits")
+        {
+            bytes += job
+                .encode(DEFAULT_QUEUE_MAX_MESSAGE_BYTES)
+                .expect("fits")
+                .len();
+            jobs += 1;
+        }
+    };
+    for page in pages {
+        for shard in sharder.push(page) {
+            encode(shard);
+        }
+    }
+    if let Some(shard) = sharder.finish() {
+        encode(shard);
+    }
+    (jobs, bytes)
 }

@@ -5,14 +5,14 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
 use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split};
-use processor::shard::{Sharder, jobs_for_shard};
+use processor::shard::jobs_for_shard;
 use processor::update::convert;
 use registry::Buckets;
 
 mod fixtures;
 
 /// The pure part of one broadcast: records -> parts -> shards -> encoded jobs.
-fn plan(records: &[aws_lambda_events::dynamodb::EventRecord], ids: &[String]) -> usize {
+fn plan(records: &[aws_lambda_events::dynamodb::EventRecord], ids: &[String]) -> (usize, usize) {
     let (updates, _) = convert(records);
     let id = broadcast_id(
         records
@@ -20,33 +20,11 @@ fn plan(records: &[aws_lambda_events::dynamodb::EventRecord], ids: &[String]) ->
             .filter_map(|r| r.change.sequence_number.as_deref()),
     );
     let parts = split(&id, &updates, MAX_MESSAGE_BYTES);
-    let mut sharder = Sharder::new(1000);
-    let mut bytes = 0;
-    let mut encode = |shard: Vec<String>| {
-        for job in jobs_for_shard(
-            &id,
-            0,
-            &parts.messages,
-            shard,
-            DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-        )
-        .expect("fits")
-        {
-            bytes += job
-                .encode(DEFAULT_QUEUE_MAX_MESSAGE_BYTES)
-                .expect("fits")
-                .len();
-        }
-    };
-    for page in ids.chunks(3000) {
-        for shard in sharder.push(page.to_vec()) {
-            encode(shard);
-        }
-    }
-    if let Some(shard) = sharder.finish() {
-        encode(shard);
-    }
-    bytes
+    fixtures::encode_shards(
+        &id,
+        &parts.messages,
+        ids.chunks(3000).map(<[String]>::to_vec).collect(),
+    )
 }
 
 fn benches(c: &mut Criterion) {

@@ -64,14 +64,10 @@ impl ProcessorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use registry::config::pairs_env;
 
     fn config(pairs: &[(&str, &str)]) -> Result<ProcessorConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        ProcessorConfig::from(&Env::new(move |k: &str| map.get(k).cloned()))
+        ProcessorConfig::from(&pairs_env(pairs))
     }
 
     const BASE: [(&str, &str); 2] = [
