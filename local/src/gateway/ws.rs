@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::encodings::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,7 +23,6 @@ use super::connections::{CloseReason, Conn, ConnInfo, ConnKind, SocketLink};
 use super::counters::bump;
 use super::events;
 use super::ids;
-use aws_lambda_events::encodings::Body;
 
 /// How long the server waits for the client's answer to its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
