@@ -57,7 +57,8 @@ struct ConnectionResult {
 
 /// Delivers `jobs`, at most `concurrency` connections in progress at once across all of them
 /// (a connection backing off holds its place: under throttling that slows the whole
-/// invocation down, which is what the throttle asks for). Stops retrying at `deadline`.
+/// invocation down, which is what the throttle asks for). At `deadline` retries stop and no
+/// further connection is started; both are left for a requeue.
 pub async fn deliver<C: Connections>(
     connections: &C,
     jobs: &[FanoutJob],
@@ -85,6 +86,12 @@ pub async fn deliver<C: Connections>(
             let Some((index, job, id)) = work.next() else {
                 break;
             };
+            // Past the budget nothing new starts: the rest goes back to the queue whole, and the
+            // invocation keeps its reserve for deletes and requeues.
+            if Instant::now() >= deadline {
+                results[index].retry_later.push((id.to_owned(), 0));
+                continue;
+            }
             in_progress.push(deliver_connection(
                 connections,
                 index,
@@ -331,6 +338,18 @@ mod tests {
         // Full jitter may pick a tiny delay a few times, never one past the deadline.
         assert_eq!(results[0].retry_later, [("a".to_owned(), 0)]);
         assert!(Instant::now() < deadline + Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn nothing_new_starts_after_the_deadline() {
+        let fake = Scripted::default();
+        let passed = Instant::now();
+        let results = deliver(&fake, &[job(&["1", "2"], &["a", "b"])], &quick(), 4, passed).await;
+        assert_eq!(
+            results[0].retry_later,
+            [("a".to_owned(), 0), ("b".to_owned(), 0)]
+        );
+        assert!(fake.posts.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
