@@ -52,12 +52,18 @@ pub fn jobs_for_shard(
     let largest = parts.iter().map(|p| p.get().len() + 1).max().unwrap_or(0);
     let id_room = max_bytes.saturating_sub(base + largest);
     let mut jobs = Vec::new();
-    for chunk in chunk_by_bytes(ids, id_room) {
+    for mut chunk in chunk_by_bytes(ids, id_room) {
         let ids_bytes: usize = chunk.iter().map(|id| FanoutJob::id_overhead(id)).sum();
         let part_room = max_bytes.saturating_sub(base + ids_bytes);
-        let groups = group_parts(parts, part_room);
-        for group in groups {
-            let job = FanoutJob::new(broadcast_id, enqueued_at, group, chunk.clone());
+        let mut groups = group_parts(parts, part_room).into_iter().peekable();
+        while let Some(group) = groups.next() {
+            // The ids are copied only when the parts need more than one job.
+            let ids = if groups.peek().is_some() {
+                chunk.clone()
+            } else {
+                std::mem::take(&mut chunk)
+            };
+            let job = FanoutJob::new(broadcast_id, enqueued_at, group, ids);
             job.encode(max_bytes)?; // a part larger than the queue allows is refused here
             jobs.push(job);
         }
