@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (the local stack) and `make test` (every test).
-.PHONY: dev test test-rust test-infra lint fmt bench package clean
+.PHONY: dev test test-rust test-infra lint fmt bench bench-quick package clean
 
 CARGO ?= cargo
 
@@ -17,6 +17,15 @@ test-rust:
 ## The Pulumi program: npm ci, tsc --noEmit, unit tests on Pulumi's mocks.
 test-infra:
 	infra/test.sh
+
+## The fan-out benchmark, ours against the seed's design (100k virtual connections, 5k sockets;
+## takes minutes, not part of `make test`): target/bench/bench.{txt,json,svg}.
+bench:
+	scripts/bench.sh
+
+## The same at 10k virtual connections and 1k sockets.
+bench-quick:
+	scripts/bench.sh --quick
 
 ## Lambda zips for provided.al2023 (cargo-lambda + zig from the venv).
 package:

@@ -5,8 +5,10 @@
 //! - [`pollers`]: the event source mappings (Streams -> processor, SQS -> fanout);
 //! - [`simulator`]: a processing job writing the metrics table;
 //! - [`page`]: the live dashboard page;
-//! - [`stack`]: all of it wired together, for `make dev` and the end-to-end tests.
+//! - [`stack`]: all of it wired together, for `make dev` and the end-to-end tests;
+//! - [`bench`]: the fan-out benchmark (`make bench`), ours against the seed's design.
 
+pub mod bench;
 pub mod bootstrap;
 pub mod gateway;
 pub mod page;

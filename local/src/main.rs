@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Bootstrap, then serve the gateway, the dashboard page, the pollers and the simulator.
     Dev(DevArgs),
+    /// Fan-out benchmark against moto: ours and the seed's design on the same emulated gateway;
+    /// writes target/bench/bench.{json,svg,txt}.
+    Bench(local::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -41,6 +44,22 @@ struct DevArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        // The benchmark logs to a file of its own, keeping the terminal for its table.
+        Some(Command::Bench(args)) => local::bench::run(args).await,
+        Some(Command::Dev(args)) => {
+            init_tracing();
+            dev(args).await
+        }
+        None => {
+            init_tracing();
+            dev(cli.dev).await
+        }
+    }
+}
+
+fn init_tracing() {
     tracing_subscriber::fmt()
         .compact()
         .with_target(false)
@@ -50,11 +69,6 @@ async fn main() -> anyhow::Result<()> {
             }),
         )
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Dev(args)) => dev(args).await,
-        None => dev(cli.dev).await,
-    }
 }
 
 async fn dev(args: DevArgs) -> anyhow::Result<()> {

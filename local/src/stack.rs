@@ -182,6 +182,8 @@ impl Stack {
             function: Arc::new(function(move |event: SqsEvent| {
                 let fanout = fanout.clone();
                 async move {
+                    // As `budget_until` does with Lambda's deadline; a short test timeout
+                    // keeps at least two thirds of itself for posting.
                     let deadline = Instant::now()
                         + function_timeout
                             .saturating_sub(fanout::handler::RESERVE.min(function_timeout / 3));
