@@ -75,7 +75,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .unwrap_or_else(|_| format!("http://127.0.0.1:{}", args.moto_port));
-    let sdk = local_sdk(&endpoint).await;
+    let sdk = registry::runtime::loopback_aws_config(&endpoint).await;
     let mut config = StackConfig::dev(args.port);
     config.buckets = Buckets::new(args.buckets).context("CONNECTION_BUCKETS must be 1..=1000")?;
     if args.simulator.trim() == "0" {
@@ -98,18 +98,6 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!("stopping");
     stack.shutdown().await;
     Ok(())
-}
-
-/// Static credentials and the moto endpoint: the local stack never reaches AWS.
-async fn local_sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "local",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await
 }
 
 async fn start_when_moto_answers(

@@ -14,6 +14,19 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// The SDK configuration for a local stand-in (moto) at `endpoint`: static credentials and a
+/// fixed region, so that nothing can reach a real AWS account by accident.
+pub async fn loopback_aws_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "local",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
 /// Runs one route handler as a Lambda function: JSON logs, config checked before the first
 /// event, one DynamoDB client for the life of the process.
 pub async fn serve_route<H, F>(handler: H) -> Result<(), Error>

@@ -22,14 +22,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         endpoint.starts_with("http://127.0.0.1") || endpoint.starts_with("http://localhost"),
         "AWS_ENDPOINT_URL must point at a local moto server (got {endpoint:?}); run `make test`"
     );
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "moto",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await
+    crate::runtime::loopback_aws_config(&endpoint).await
 }
 
 /// A registry over a new, empty connections table with `buckets` GSI partitions.

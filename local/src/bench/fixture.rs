@@ -27,18 +27,6 @@ const REGISTER_CHUNK: usize = 2_000;
 /// above it, so a long invocation is never delivered twice.
 const FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Static credentials and the moto endpoint: the benchmark never reaches AWS.
-pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "local",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
 /// Waits (30 s at most) until moto answers.
 pub async fn wait_for_moto(sdk: &SdkConfig, endpoint: &str) -> anyhow::Result<()> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);

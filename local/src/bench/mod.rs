@@ -263,7 +263,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now().to_rfc3339();
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .unwrap_or_else(|_| format!("http://127.0.0.1:{}", args.moto_port));
-    let sdk = fixture::sdk_config(&endpoint).await;
+    let sdk = registry::runtime::loopback_aws_config(&endpoint).await;
     fixture::wait_for_moto(&sdk, &endpoint).await?;
     eprintln!(
         "local bench: N = {}, sockets = {}, scenarios {:?}; moto at {endpoint}; logs in {}",
