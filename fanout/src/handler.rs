@@ -52,11 +52,17 @@ pub struct InvocationReport {
     pub failed_messages: Vec<String>,
 }
 
-/// The instant `RESERVE` before a Lambda deadline given in epoch ms.
+/// The end of the posting budget of an invocation with `left` to run: all of it but a reserve
+/// for deletes and requeues ([`RESERVE`], or a third of a short invocation, so that a function
+/// with a timeout of a few seconds still posts).
+pub fn budget(left: Duration) -> Instant {
+    Instant::now() + left.saturating_sub(RESERVE.min(left / 3))
+}
+
+/// [`budget`] for a Lambda deadline given in epoch ms.
 pub fn budget_until(deadline_epoch_ms: u64) -> Instant {
     let left = i64::try_from(deadline_epoch_ms).unwrap_or(i64::MAX) - now_ms();
-    let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
-    Instant::now() + left.saturating_sub(RESERVE)
+    budget(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
 }
 
 impl<C: Connections> Fanout<C> {
@@ -219,20 +225,19 @@ impl<C: Connections> Fanout<C> {
 impl InvocationReport {
     pub fn metrics(&self) -> Metrics {
         let mut metrics = Metrics::new("fanout");
-        let counts = [
-            ("Delivered", self.delivered),
-            ("Gone", self.gone),
-            ("Throttled", self.throttled),
-            ("Retried", self.retried),
-            ("Requeued", self.requeued),
-            ("Failed", self.failed),
-            ("Forbidden", self.forbidden),
-            ("PayloadTooLarge", self.payload_too_large),
-            ("MalformedJobs", self.malformed),
-        ];
-        for (name, value) in counts {
-            metrics.add(name, value).expect("catalogued fanout metric");
-        }
+        metrics
+            .add_counts(&[
+                ("Delivered", self.delivered),
+                ("Gone", self.gone),
+                ("Throttled", self.throttled),
+                ("Retried", self.retried),
+                ("Requeued", self.requeued),
+                ("Failed", self.failed),
+                ("Forbidden", self.forbidden),
+                ("PayloadTooLarge", self.payload_too_large),
+                ("MalformedJobs", self.malformed),
+            ])
+            .expect("catalogued fanout metrics");
         if !self.latencies_ms.is_empty() {
             // EMF takes at most 100 values per metric.
             let sample: Vec<i64> = self.latencies_ms.iter().copied().take(100).collect();
@@ -267,6 +272,18 @@ impl InvocationReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_keeps_a_reserve_that_fits_short_invocations() {
+        let within = |left: Duration, expected: Duration| {
+            let before = Instant::now();
+            let end = budget(left);
+            end >= before + expected && end <= Instant::now() + expected
+        };
+        assert!(within(Duration::from_secs(60), Duration::from_secs(57)));
+        assert!(within(Duration::from_secs(3), Duration::from_secs(2)));
+        assert!(within(Duration::ZERO, Duration::ZERO));
+    }
 
     #[test]
     fn every_metric_is_catalogued_and_every_catalogued_metric_is_emitted() {

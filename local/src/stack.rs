@@ -18,7 +18,6 @@ use processor::broadcast::Pipeline;
 use processor::{Processor, ProcessorConfig};
 use registry::{Buckets, Registry, RegistryConfig};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::{Names, Resources, bootstrap};
@@ -182,11 +181,7 @@ impl Stack {
             function: Arc::new(function(move |event: SqsEvent| {
                 let fanout = fanout.clone();
                 async move {
-                    // As `budget_until` does with Lambda's deadline; a short test timeout
-                    // keeps at least two thirds of itself for posting.
-                    let deadline = Instant::now()
-                        + function_timeout
-                            .saturating_sub(fanout::handler::RESERVE.min(function_timeout / 3));
+                    let deadline = fanout::handler::budget(function_timeout);
                     let (response, report) = fanout.handle(event, deadline).await;
                     report.log();
                     Ok::<SqsBatchResponse, InvokeError>(response)

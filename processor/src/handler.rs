@@ -91,20 +91,17 @@ impl Processor {
 impl ProcessorReport {
     pub fn metrics(&self) -> Metrics {
         let mut metrics = Metrics::new("processor");
-        let counts = [
-            ("Records", self.records),
-            ("RecordsSkipped", self.skipped),
-            ("RecordsTruncated", self.truncated),
-            ("Parts", self.parts),
-            ("ConnectionsPaged", self.stats.connections),
-            ("Pages", self.stats.pages),
-            ("JobsSent", self.stats.jobs_sent),
-        ];
-        for (name, value) in counts {
-            metrics
-                .add(name, value)
-                .expect("catalogued processor metric");
-        }
+        metrics
+            .add_counts(&[
+                ("Records", self.records),
+                ("RecordsSkipped", self.skipped),
+                ("RecordsTruncated", self.truncated),
+                ("Parts", self.parts),
+                ("ConnectionsPaged", self.stats.connections),
+                ("Pages", self.stats.pages),
+                ("JobsSent", self.stats.jobs_sent),
+            ])
+            .expect("catalogued processor metrics");
         if let Some(lag) = self.lag_ms {
             metrics
                 .add("BroadcastLag", lag)

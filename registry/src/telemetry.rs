@@ -91,6 +91,13 @@ impl Metrics {
         Ok(())
     }
 
+    /// Sets several counts at once.
+    pub fn add_counts(&mut self, counts: &[(&str, u64)]) -> Result<(), UnknownMetric> {
+        counts
+            .iter()
+            .try_for_each(|(name, value)| self.add(name, *value))
+    }
+
     /// A searchable field that is not a metric (broadcast ids, request ids).
     pub fn property(&mut self, name: &str, value: impl Into<Value>) {
         self.properties.insert(name.to_owned(), value.into());
