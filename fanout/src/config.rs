@@ -1,9 +1,9 @@
 //! The fanout function's environment.
 
+use jobs::QueueSettings;
+use platform::env::{ConfigError, Env, process_env};
 use registry::RegistryConfig;
-use registry::config::{ConfigError, Env, process_env};
 
-use crate::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
 use crate::policy::RetryPolicy;
 
 /// Posts in progress per invocation: at ~20 ms per post, 64 give ~3,000 posts/s per function,
@@ -15,10 +15,8 @@ pub struct FanoutConfig {
     pub registry: RegistryConfig,
     /// `WEBSOCKET_API_ENDPOINT`: `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`.
     pub endpoint: String,
-    /// `FANOUT_QUEUE_URL`: where requeued jobs go (the queue this function reads).
-    pub queue_url: String,
-    /// `QUEUE_MAX_MESSAGE_BYTES`, default 1 MiB.
-    pub queue_max_message_bytes: usize,
+    /// Where requeued jobs go (the queue this function reads).
+    pub queue: QueueSettings,
     /// `FANOUT_CONCURRENCY`, 1..=1000.
     pub concurrency: usize,
     /// `FANOUT_MAX_ATTEMPTS` (1..=20) and the backoff defaults.
@@ -27,10 +25,10 @@ pub struct FanoutConfig {
 
 impl FanoutConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(&process_env())
+        Self::read(&process_env())
     }
 
-    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let endpoint = env.required(
             "WEBSOCKET_API_ENDPOINT",
             "the management endpoint, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
@@ -43,14 +41,9 @@ impl FanoutConfig {
             });
         }
         Ok(Self {
-            registry: RegistryConfig::from(env)?,
+            registry: RegistryConfig::read(env)?,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
-            queue_url: env.required("FANOUT_QUEUE_URL", "the fanout queue's URL, for requeues")?,
-            queue_max_message_bytes: env.number_or(
-                "QUEUE_MAX_MESSAGE_BYTES",
-                DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-                1024..=DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-            )?,
+            queue: QueueSettings::read(env)?,
             concurrency: env.number_or("FANOUT_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=1000)?,
             policy: RetryPolicy {
                 max_attempts: env.number_or("FANOUT_MAX_ATTEMPTS", 5, 1..=20)?,
@@ -63,10 +56,10 @@ impl FanoutConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use registry::config::pairs_env;
+    use platform::env::pairs_env;
 
     fn config(pairs: &[(&str, &str)]) -> Result<FanoutConfig, ConfigError> {
-        FanoutConfig::from(&pairs_env(pairs))
+        FanoutConfig::read(&pairs_env(pairs))
     }
 
     const BASE: [(&str, &str); 3] = [

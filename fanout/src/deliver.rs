@@ -1,15 +1,15 @@
 //! One invocation's deliveries: every part of every job to every connection of the job, with
-//! bounded concurrency and per-post retries. Pure over the [`Connections`] port.
+//! bounded concurrency and per-post retries. Pure over the [`Poster`] port.
 
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use registry::clock::now_ms;
+use jobs::FanoutJob;
+use platform::clock::now_ms;
 use tokio::time::Instant;
 
-use crate::job::FanoutJob;
 use crate::policy::RetryPolicy;
-use crate::post::{Connections, PostOutcome};
+use crate::post::{PostOutcome, Poster};
 
 /// What became of one connection of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,8 @@ pub struct JobResult {
 }
 
 struct ConnectionResult {
-    job: usize,
+    /// Which of the invocation's jobs the connection belongs to.
+    job_index: usize,
     connection_id: String,
     fate: Fate,
     delivered_posts: u64,
@@ -59,8 +60,8 @@ struct ConnectionResult {
 /// (a connection backing off holds its place: under throttling that slows the whole
 /// invocation down, which is what the throttle asks for). At `deadline` retries stop and no
 /// further connection is started; both are left for a requeue.
-pub async fn deliver<C: Connections>(
-    connections: &C,
+pub async fn deliver<P: Poster>(
+    poster: &P,
     jobs: &[FanoutJob],
     policy: &RetryPolicy,
     concurrency: usize,
@@ -92,19 +93,12 @@ pub async fn deliver<C: Connections>(
                 results[index].retry_later.push((id.to_owned(), 0));
                 continue;
             }
-            in_progress.push(deliver_connection(
-                connections,
-                index,
-                job,
-                id,
-                policy,
-                deadline,
-            ));
+            in_progress.push(deliver_connection(poster, index, job, id, policy, deadline));
         }
         let Some(connection) = in_progress.next().await else {
             break;
         };
-        let result = &mut results[connection.job];
+        let result = &mut results[connection.job_index];
         result.delivered_posts += connection.delivered_posts;
         result.throttled += connection.throttled;
         result.retried += connection.retried;
@@ -129,16 +123,16 @@ pub async fn deliver<C: Connections>(
     results
 }
 
-async fn deliver_connection<C: Connections>(
-    connections: &C,
-    job: usize,
-    fanout_job: &FanoutJob,
+async fn deliver_connection<P: Poster>(
+    poster: &P,
+    job_index: usize,
+    job: &FanoutJob,
     connection_id: &str,
     policy: &RetryPolicy,
     deadline: Instant,
 ) -> ConnectionResult {
     let mut result = ConnectionResult {
-        job,
+        job_index,
         connection_id: connection_id.to_owned(),
         fate: Fate::Delivered,
         delivered_posts: 0,
@@ -146,46 +140,65 @@ async fn deliver_connection<C: Connections>(
         throttled: 0,
         retried: 0,
     };
-    'parts: for (index, part) in fanout_job.parts.iter().enumerate() {
+    for (index, part) in job.parts.iter().enumerate() {
         let data = part.get().as_bytes();
-        let mut tries = 1;
-        loop {
-            let outcome = connections.post(connection_id, data).await;
-            match outcome {
+        result.fate =
+            match post_with_retries(poster, connection_id, data, policy, deadline, &mut result)
+                .await
+            {
                 PostOutcome::Delivered => {
                     result.delivered_posts += 1;
-                    continue 'parts;
+                    continue;
                 }
+                // Retrying cannot shrink the part; the connection still gets the others.
                 PostOutcome::PayloadTooLarge => {
                     result.too_large.push(data.len());
-                    continue 'parts;
+                    continue;
                 }
-                PostOutcome::Gone => result.fate = Fate::Gone,
-                PostOutcome::Forbidden => result.fate = Fate::Forbidden,
-                PostOutcome::Rejected(status) => result.fate = Fate::Rejected(status),
+                PostOutcome::Gone => Fate::Gone,
+                PostOutcome::Forbidden => Fate::Forbidden,
+                PostOutcome::Rejected(status) => Fate::Rejected(status),
                 PostOutcome::Throttled | PostOutcome::Unavailable(_) => {
-                    if outcome == PostOutcome::Throttled {
-                        result.throttled += 1;
-                    }
-                    if let Some(delay) = policy.next_delay(tries, Instant::now(), deadline) {
-                        sleep(delay).await;
-                        tries += 1;
-                        result.retried += 1;
-                        continue;
-                    }
-                    tracing::debug!(
-                        connection_id,
-                        ?outcome,
-                        tries,
-                        "giving up for this invocation"
-                    );
-                    result.fate = Fate::RetryLater { from_part: index };
+                    Fate::RetryLater { from_part: index }
                 }
-            }
-            break 'parts;
-        }
+            };
+        break;
     }
     result
+}
+
+/// Posts one part, trying again what may succeed later while tries and time last; returns the
+/// last answer.
+async fn post_with_retries<P: Poster>(
+    poster: &P,
+    connection_id: &str,
+    data: &[u8],
+    policy: &RetryPolicy,
+    deadline: Instant,
+    tally: &mut ConnectionResult,
+) -> PostOutcome {
+    let mut tries = 1;
+    loop {
+        let outcome = poster.post(connection_id, data).await;
+        if outcome == PostOutcome::Throttled {
+            tally.throttled += 1;
+        }
+        if !outcome.is_retryable() {
+            return outcome;
+        }
+        let Some(delay) = policy.next_delay(tries, Instant::now(), deadline) else {
+            tracing::debug!(
+                connection_id,
+                ?outcome,
+                tries,
+                "giving up for this invocation"
+            );
+            return outcome;
+        };
+        sleep(delay).await;
+        tries += 1;
+        tally.retried += 1;
+    }
 }
 
 async fn sleep(delay: Duration) {
@@ -197,6 +210,7 @@ async fn sleep(delay: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::Backoff;
     use serde_json::value::RawValue;
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -223,7 +237,7 @@ mod tests {
         }
     }
 
-    impl Connections for Scripted {
+    impl Poster for Scripted {
         async fn post(&self, id: &str, data: &[u8]) -> PostOutcome {
             self.posts
                 .lock()
@@ -251,8 +265,7 @@ mod tests {
 
     fn quick() -> RetryPolicy {
         RetryPolicy {
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(2),
+            post_backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
             ..RetryPolicy::default()
         }
     }
@@ -261,7 +274,7 @@ mod tests {
         Instant::now() + Duration::from_secs(30)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn every_part_reaches_every_connection_in_order() {
         let fake = Scripted::default();
         let results = deliver(
@@ -279,7 +292,7 @@ mod tests {
         assert!(results[0].last_delivery_ms.is_some());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn throttling_and_errors_are_retried_until_delivered() {
         let fake = Scripted::default().answer(
             "a",
@@ -301,7 +314,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn exhausted_retries_are_left_for_later_from_the_failed_part() {
         let fake = Scripted::default().answer(
             "a",
@@ -325,22 +338,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_deadline_stops_retries() {
         let fake = Scripted::default().answer("a", vec![PostOutcome::Throttled; 10]);
         let slow = RetryPolicy {
-            base: Duration::from_secs(5),
-            cap: Duration::from_secs(5),
+            post_backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(5)),
             ..quick()
         };
         let deadline = Instant::now() + Duration::from_millis(50);
         let results = deliver(&fake, &[job(&["1"], &["a"])], &slow, 1, deadline).await;
-        // Full jitter may pick a tiny delay a few times, never one past the deadline.
+        // Full jitter may pick a tiny delay a few times, never one that ends past the deadline
+        // (the clock is paused: time moves only by the sleeps taken).
         assert_eq!(results[0].retry_later, [("a".to_owned(), 0)]);
-        assert!(Instant::now() < deadline + Duration::from_millis(50));
+        assert!(Instant::now() < deadline);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn nothing_new_starts_after_the_deadline() {
         let fake = Scripted::default();
         let passed = Instant::now();
@@ -352,7 +365,7 @@ mod tests {
         assert!(fake.posts.lock().unwrap().is_empty());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn gone_forbidden_rejected_and_too_large_are_sorted_out() {
         let fake = Scripted::default()
             .answer("gone", vec![PostOutcome::Gone])
@@ -383,7 +396,7 @@ mod tests {
         assert_eq!(r.retried, 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn results_stay_with_their_jobs() {
         let fake = Scripted::default().answer("x", vec![PostOutcome::Gone]);
         let results = deliver(

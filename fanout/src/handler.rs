@@ -8,24 +8,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use jobs::{FanoutJob, JobQueue};
+use platform::clock::now_ms;
+use platform::telemetry::Metrics;
 use registry::Registry;
-use registry::clock::now_ms;
-use registry::telemetry::Metrics;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::deliver::{JobResult, deliver};
-use crate::job::FanoutJob;
 use crate::policy::RetryPolicy;
-use crate::post::Connections;
-use crate::queue::JobQueue;
+use crate::post::Poster;
 
 /// Time kept back from the Lambda deadline for deletes, requeues and the response.
 pub const RESERVE: Duration = Duration::from_secs(3);
 
 /// The function's collaborators, built once per process.
-pub struct Fanout<C> {
-    pub connections: C,
+pub struct Fanout<P> {
+    pub poster: P,
     pub registry: Registry,
     pub queue: JobQueue,
     pub policy: RetryPolicy,
@@ -65,7 +64,7 @@ pub fn budget_until(deadline_epoch_ms: u64) -> Instant {
     budget(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
 }
 
-impl<C: Connections> Fanout<C> {
+impl<P: Poster> Fanout<P> {
     pub async fn handle(
         &self,
         event: SqsEvent,
@@ -93,7 +92,7 @@ impl<C: Connections> Fanout<C> {
         report.jobs = jobs.len() as u64;
 
         let results = deliver(
-            &self.connections,
+            &self.poster,
             &jobs,
             &self.policy,
             self.concurrency,
@@ -147,34 +146,9 @@ impl<C: Connections> Fanout<C> {
         result: &JobResult,
         report: &mut InvocationReport,
     ) -> bool {
-        let broadcast_id = job.broadcast_id.as_str();
-        report.delivered += result.delivered_posts;
-        report.gone += result.gone.len() as u64;
-        report.throttled += result.throttled;
-        report.retried += result.retried;
-        report.payload_too_large += result.too_large.len() as u64;
-        if let Some(at) = result.last_delivery_ms {
-            report.latencies_ms.push(at - job.enqueued_at);
-        }
-        for (connection_id, size) in &result.too_large {
-            tracing::error!(
-                broadcast_id,
-                connection_id,
-                size,
-                "part refused as too large (413); the processor bounds parts, so this is a bug"
-            );
-        }
-        if !result.rejected.is_empty() {
-            report.failed += result.rejected.len() as u64;
-            tracing::error!(broadcast_id, rejected = ?result.rejected, "posts rejected; not retried");
-        }
+        report.add(job, result);
+        log_refusals(&job.broadcast_id, result);
         if result.forbidden > 0 {
-            report.forbidden += result.forbidden;
-            tracing::error!(
-                broadcast_id,
-                forbidden = result.forbidden,
-                "403 Forbidden from the management API: check the function's execute-api:ManageConnections permission and WEBSOCKET_API_ENDPOINT; the job is failed"
-            );
             return false;
         }
         if result.retry_later.is_empty() {
@@ -187,42 +161,85 @@ impl<C: Connections> Fanout<C> {
                 .map(|(id, _)| id.as_str())
                 .collect();
             report.failed += ids.len() as u64;
-            tracing::error!(broadcast_id, attempt = job.attempt, connection_ids = ?ids, "delivery given up after the last attempt");
+            tracing::error!(broadcast_id = %job.broadcast_id, attempt = job.attempt, connection_ids = ?ids, "delivery given up after the last attempt");
             return true;
         }
-        // Connections that failed at the same part continue from that part.
+        self.requeue(job, &result.retry_later, report).await
+    }
+
+    /// Sends the still-failing connections back to the queue, one delayed job per part they
+    /// failed at (each continues from there). Returns false when a send failed: returning the
+    /// whole message re-posts its delivered connections (clients drop the duplicate by
+    /// id/part) but loses nobody.
+    async fn requeue(
+        &self,
+        job: &FanoutJob,
+        retry_later: &[(String, usize)],
+        report: &mut InvocationReport,
+    ) -> bool {
+        let broadcast_id = job.broadcast_id.as_str();
         let mut by_part: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        for (id, part) in &result.retry_later {
+        for (id, part) in retry_later {
             by_part.entry(*part).or_default().push(id.clone());
         }
         let delay = self.policy.requeue_delay(job.attempt + 1);
         for (part, ids) in by_part {
             let count = ids.len() as u64;
             let retry = job.retry(job.parts[part..].to_vec(), ids);
-            match self.queue.send_delayed(&retry, delay).await {
-                Ok(()) => {
-                    report.requeued += count;
-                    tracing::warn!(
-                        broadcast_id,
-                        attempt = retry.attempt,
-                        count,
-                        delay_s = delay.as_secs(),
-                        "requeued still-failing connections"
-                    );
-                }
-                Err(error) => {
-                    // Returning the whole message re-posts its delivered connections
-                    // (clients drop the duplicate by id/part) but loses nobody.
-                    tracing::error!(broadcast_id, %error, "requeue failed; returning the whole message");
-                    return false;
-                }
+            if let Err(error) = self.queue.send_delayed(&retry, delay).await {
+                tracing::error!(broadcast_id, %error, "requeue failed; returning the whole message");
+                return false;
             }
+            report.requeued += count;
+            tracing::warn!(
+                broadcast_id,
+                attempt = retry.attempt,
+                count,
+                delay_s = delay.as_secs(),
+                "requeued still-failing connections"
+            );
         }
         true
     }
 }
 
+/// Logs what retrying cannot fix: 413s, other 4xx, and 403s (which fail the job).
+fn log_refusals(broadcast_id: &str, result: &JobResult) {
+    for (connection_id, size) in &result.too_large {
+        tracing::error!(
+            broadcast_id,
+            connection_id,
+            size,
+            "part refused as too large (413); the processor bounds parts, so this is a bug"
+        );
+    }
+    if !result.rejected.is_empty() {
+        tracing::error!(broadcast_id, rejected = ?result.rejected, "posts rejected; not retried");
+    }
+    if result.forbidden > 0 {
+        tracing::error!(
+            broadcast_id,
+            forbidden = result.forbidden,
+            "403 Forbidden from the management API: check the function's execute-api:ManageConnections permission and WEBSOCKET_API_ENDPOINT; the job is failed"
+        );
+    }
+}
+
 impl InvocationReport {
+    /// Adds one job's tally.
+    fn add(&mut self, job: &FanoutJob, result: &JobResult) {
+        self.delivered += result.delivered_posts;
+        self.gone += result.gone.len() as u64;
+        self.throttled += result.throttled;
+        self.retried += result.retried;
+        self.payload_too_large += result.too_large.len() as u64;
+        self.failed += result.rejected.len() as u64;
+        self.forbidden += result.forbidden;
+        if let Some(at) = result.last_delivery_ms {
+            self.latencies_ms.push(at - job.enqueued_at);
+        }
+    }
+
     pub fn metrics(&self) -> Metrics {
         let mut metrics = Metrics::new("fanout");
         metrics
@@ -292,7 +309,7 @@ mod tests {
             ..InvocationReport::default()
         };
         let metrics = report.metrics();
-        for name in registry::telemetry::catalogued("fanout") {
+        for name in platform::telemetry::catalogued("fanout") {
             assert!(
                 metrics.value(&name).is_some(),
                 "{name} is catalogued but never emitted"

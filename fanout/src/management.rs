@@ -11,7 +11,7 @@ use aws_sdk_apigatewaymanagement::error::{DisplayErrorContext, SdkError};
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_smithy_types::Blob;
 
-use crate::post::{Connections, PostOutcome};
+use crate::post::{PostOutcome, Poster};
 
 /// One client, and so one connection pool, for every post of the process.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ impl ManagementApi {
     }
 }
 
-impl Connections for ManagementApi {
+impl Poster for ManagementApi {
     async fn post(&self, connection_id: &str, data: &[u8]) -> PostOutcome {
         let result = self
             .client

@@ -42,8 +42,8 @@ impl PostOutcome {
     }
 }
 
-/// Posting to connections. [`crate::management::ManagementApi`] is the real one.
-pub trait Connections: Send + Sync {
+/// The port: posting to one connection. [`crate::management::ManagementApi`] is the real one.
+pub trait Poster: Send + Sync {
     fn post(&self, connection_id: &str, data: &[u8]) -> impl Future<Output = PostOutcome> + Send;
 }
 

@@ -2,7 +2,7 @@
 //! connection ids.
 
 use aws_lambda_events::dynamodb::EventRecord;
-use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use jobs::settings::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
 use processor::shard::{Sharder, jobs_for_shard};
 use serde_json::json;
 use serde_json::value::RawValue;

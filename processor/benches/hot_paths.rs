@@ -3,7 +3,7 @@
 //! `cargo bench -p processor --bench hot_paths`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use jobs::settings::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
 use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split};
 use processor::shard::jobs_for_shard;
 use processor::update::convert;

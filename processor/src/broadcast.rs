@@ -1,11 +1,11 @@
 //! The broadcast pipeline: page the registry (buckets concurrently), cut shards, and send
 //! their jobs in SendMessageBatch calls while the next pages are read.
 
-use fanout::job::JobError;
-use fanout::queue::{BATCH_ENTRIES, JobQueue, QueueError};
 use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt, TryStreamExt};
-use registry::{Registry, RegistryError};
+use futures::{SinkExt, Stream, StreamExt, TryStreamExt};
+use jobs::queue::BATCH_ENTRIES;
+use jobs::{FanoutJob, JobError, JobQueue, QueueError};
+use registry::{Page, Registry, RegistryError};
 
 use crate::message::Parts;
 use crate::shard::{Sharder, jobs_for_shard};
@@ -30,9 +30,9 @@ pub struct BroadcastStats {
     pub jobs_sent: u64,
 }
 
-/// How a broadcast pages and sends.
+/// How a broadcast pages the registry and sends its jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pipeline {
+pub struct BroadcastSettings {
     pub shard_size: usize,
     /// Items per GSI Query; `None` lets DynamoDB fill 1 MB pages.
     pub page_size: Option<i32>,
@@ -49,9 +49,22 @@ pub async fn broadcast(
     queue: &JobQueue,
     parts: &Parts,
     enqueued_at: i64,
-    pipeline: Pipeline,
+    settings: BroadcastSettings,
 ) -> Result<BroadcastStats, BroadcastError> {
-    let (mut tx, rx) = mpsc::channel::<fanout::FanoutJob>(PIPELINE_DEPTH * BATCH_ENTRIES);
+    let pages = registry.live_connections(settings.page_size);
+    enqueue_pages(pages, queue, parts, enqueued_at, settings).await
+}
+
+/// The pipeline behind [`broadcast`], over any source of pages (the benchmark feeds it
+/// virtual connections): shards are cut and their jobs sent while the next pages are read.
+pub async fn enqueue_pages(
+    mut pages: impl Stream<Item = Result<Page, RegistryError>> + Unpin,
+    queue: &JobQueue,
+    parts: &Parts,
+    enqueued_at: i64,
+    settings: BroadcastSettings,
+) -> Result<BroadcastStats, BroadcastError> {
+    let (mut tx, rx) = mpsc::channel::<FanoutJob>(PIPELINE_DEPTH * BATCH_ENTRIES);
     let max_bytes = queue.max_message_bytes();
     let jobs = |ids| {
         jobs_for_shard(
@@ -65,8 +78,7 @@ pub async fn broadcast(
 
     let produce = async move {
         let mut stats = BroadcastStats::default();
-        let mut pages = registry.live_connections(pipeline.page_size);
-        let mut sharder = Sharder::new(pipeline.shard_size);
+        let mut sharder = Sharder::new(settings.shard_size);
         while let Some(page) = pages.try_next().await? {
             stats.pages += 1;
             stats.connections += page.connection_ids.len() as u64;
@@ -90,7 +102,7 @@ pub async fn broadcast(
     let consume = rx
         .ready_chunks(BATCH_ENTRIES)
         .map(|batch| async move { queue.send_all(&batch, 1).await })
-        .buffer_unordered(pipeline.send_concurrency.max(1))
+        .buffer_unordered(settings.send_concurrency.max(1))
         .map_err(BroadcastError::from)
         .try_fold(0u64, |sent, n| async move { Ok(sent + n as u64) });
 

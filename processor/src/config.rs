@@ -1,59 +1,52 @@
 //! The processor's environment.
 
-use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use jobs::QueueSettings;
+use platform::env::{ConfigError, Env, process_env};
 use registry::RegistryConfig;
-use registry::config::{ConfigError, Env, process_env};
 
-use crate::broadcast::Pipeline;
+use crate::broadcast::BroadcastSettings;
 use crate::message::MAX_MESSAGE_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessorConfig {
     pub registry: RegistryConfig,
-    /// `FANOUT_QUEUE_URL`.
-    pub queue_url: String,
-    /// `QUEUE_MAX_MESSAGE_BYTES`: the queue's MaximumMessageSize (1 MiB; 256 KiB on old queues).
-    pub queue_max_message_bytes: usize,
+    /// Where the jobs go.
+    pub queue: QueueSettings,
     /// `MAX_MESSAGE_BYTES`: the largest METRICS_UPDATE part, at most API Gateway's 128 KB.
     pub max_message_bytes: usize,
     /// `FANOUT_SHARD_SIZE` (connections per job, default 1000), `QUERY_PAGE_SIZE` (optional)
     /// and `SEND_CONCURRENCY` (default 4).
-    pub pipeline: Pipeline,
+    pub broadcast: BroadcastSettings,
 }
 
 impl ProcessorConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(&process_env())
+        Self::read(&process_env())
     }
 
-    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let page_size = env.number_or("QUERY_PAGE_SIZE", 0, 0..=10_000)?;
         let config = Self {
-            registry: RegistryConfig::from(env)?,
-            queue_url: env.required("FANOUT_QUEUE_URL", "the fanout queue's URL")?,
-            queue_max_message_bytes: env.number_or(
-                "QUEUE_MAX_MESSAGE_BYTES",
-                DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-                1024..=DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-            )?,
+            registry: RegistryConfig::read(env)?,
+            queue: QueueSettings::read(env)?,
             max_message_bytes: env.number_or(
                 "MAX_MESSAGE_BYTES",
                 MAX_MESSAGE_BYTES,
                 1024..=MAX_MESSAGE_BYTES,
             )?,
-            pipeline: Pipeline {
+            broadcast: BroadcastSettings {
                 shard_size: env.number_or("FANOUT_SHARD_SIZE", 1000, 1..=20_000)?,
                 page_size: (page_size > 0).then_some(page_size),
                 send_concurrency: env.number_or("SEND_CONCURRENCY", 4, 1..=64)?,
             },
         };
-        if config.max_message_bytes + 1024 > config.queue_max_message_bytes {
+        if config.max_message_bytes + 1024 > config.queue.max_message_bytes {
             return Err(ConfigError::Invalid {
                 name: "MAX_MESSAGE_BYTES",
                 value: config.max_message_bytes.to_string(),
                 reason: format!(
                     "a part must fit in a queue message of QUEUE_MAX_MESSAGE_BYTES={} with room for ids",
-                    config.queue_max_message_bytes
+                    config.queue.max_message_bytes
                 ),
             });
         }
@@ -64,10 +57,10 @@ impl ProcessorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use registry::config::pairs_env;
+    use platform::env::pairs_env;
 
     fn config(pairs: &[(&str, &str)]) -> Result<ProcessorConfig, ConfigError> {
-        ProcessorConfig::from(&pairs_env(pairs))
+        ProcessorConfig::read(&pairs_env(pairs))
     }
 
     const BASE: [(&str, &str); 2] = [
@@ -79,10 +72,10 @@ mod tests {
     fn defaults() {
         let c = config(&BASE).unwrap();
         assert_eq!(c.max_message_bytes, 131_072);
-        assert_eq!(c.queue_max_message_bytes, 1_048_576);
+        assert_eq!(c.queue.max_message_bytes, 1_048_576);
         assert_eq!(
-            c.pipeline,
-            Pipeline {
+            c.broadcast,
+            BroadcastSettings {
                 shard_size: 1000,
                 page_size: None,
                 send_concurrency: 4

@@ -1,10 +1,10 @@
 //! One processor invocation: a DynamoDB stream batch becomes one broadcast.
 
 use aws_lambda_events::dynamodb::Event;
-use fanout::queue::JobQueue;
+use jobs::JobQueue;
+use platform::clock::now_ms;
+use platform::telemetry::Metrics;
 use registry::Registry;
-use registry::clock::now_ms;
-use registry::telemetry::Metrics;
 use serde_json::json;
 
 use crate::broadcast::{BroadcastError, BroadcastStats, broadcast};
@@ -77,7 +77,7 @@ impl Processor {
             &self.queue,
             &parts,
             now_ms(),
-            self.config.pipeline,
+            self.config.broadcast,
         )
         .await
         .map_err(|source| ProcessorError::Broadcast {
@@ -140,7 +140,7 @@ mod tests {
             ..ProcessorReport::default()
         };
         let metrics = report.metrics();
-        for name in registry::telemetry::catalogued("processor") {
+        for name in platform::telemetry::catalogued("processor") {
             assert!(
                 metrics.value(&name).is_some(),
                 "{name} is catalogued but never emitted"

@@ -5,6 +5,8 @@
 //! ```
 //! The seed's message with additive `id`/`part`/`parts`: clients drop a repeated `id`+`part`.
 
+use platform::hash::stable_hash;
+use platform::pack::pack;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -30,7 +32,7 @@ pub fn broadcast_id<'a>(sequences: impl IntoIterator<Item = &'a str>) -> String 
         joined.extend_from_slice(sequence.as_bytes());
         joined.push(b',');
     }
-    format!("b-{:016x}", registry::bucket::stable_hash(&joined))
+    format!("b-{:016x}", stable_hash(&joined))
 }
 
 /// Splits updates, in order, into as few messages of at most `max_bytes` as a greedy fill
@@ -43,26 +45,13 @@ pub fn split(broadcast_id: &str, updates: &[(Update, Value)], max_bytes: usize) 
     let room = max_bytes.saturating_sub(overhead);
 
     let mut truncated = Vec::new();
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    let mut used = room; // forces a first group
-    for (update, keys) in updates {
-        let mut text = serde_json::to_string(update).expect("updates serialize");
-        if text.len() > room {
-            tracing::warn!(keys = %keys, size = text.len(), limit = room, "update too large for one message; sending its keys only");
-            truncated.push(keys.clone());
-            text =
-                serde_json::to_string(&update.truncated(keys.clone())).expect("updates serialize");
-        }
-        let separator = usize::from(used > 0);
-        if used + separator + text.len() > room {
-            groups.push(Vec::new());
-            used = 0;
-        } else {
-            used += separator;
-        }
-        used += text.len();
-        groups.last_mut().expect("a group exists").push(text);
-    }
+    let texts: Vec<String> = updates
+        .iter()
+        .map(|(update, keys)| encode_within(update, keys, room, &mut truncated))
+        .collect();
+    // Each update costs its bytes and a separating comma; a part's last update writes no comma,
+    // hence the one byte more of room.
+    let groups = pack(texts, room + 1, usize::MAX, |text| text.len() + 1);
     let parts = groups.len().to_string();
     let messages = groups
         .iter()
@@ -77,6 +66,17 @@ pub fn split(broadcast_id: &str, updates: &[(Update, Value)], max_bytes: usize) 
         messages,
         truncated,
     }
+}
+
+/// The update as JSON, or its keys marked `"truncated": true` when it alone exceeds `room`.
+fn encode_within(update: &Update, keys: &Value, room: usize, truncated: &mut Vec<Value>) -> String {
+    let text = serde_json::to_string(update).expect("updates serialize");
+    if text.len() <= room {
+        return text;
+    }
+    tracing::warn!(keys = %keys, size = text.len(), limit = room, "update too large for one message; sending its keys only");
+    truncated.push(keys.clone());
+    serde_json::to_string(&update.truncated(keys.clone())).expect("updates serialize")
 }
 
 fn envelope(id: &str, part: &str, parts: &str, updates: &str) -> String {

@@ -1,8 +1,8 @@
 //! Registry pages to shards of connection ids, and shards to `FanoutJob`s that each fit in
 //! one SQS message.
 
-use fanout::FanoutJob;
-use fanout::job::JobError;
+use jobs::{FanoutJob, JobError};
+use platform::pack::pack;
 use serde_json::value::RawValue;
 
 /// Cuts a stream of pages into shards of `size` ids; pages need not align with shards.
@@ -71,37 +71,16 @@ pub fn jobs_for_shard(
     Ok(jobs)
 }
 
+/// Ids, in order, in chunks whose encoding takes at most `room` bytes.
 fn chunk_by_bytes(ids: Vec<String>, room: usize) -> Vec<Vec<String>> {
-    let mut chunks: Vec<Vec<String>> = Vec::new();
-    let mut used = room;
-    for id in ids {
-        let cost = FanoutJob::id_overhead(&id);
-        if used + cost > room && chunks.last().is_none_or(|c| !c.is_empty()) {
-            chunks.push(Vec::new());
-            used = 0;
-        }
-        used += cost;
-        chunks.last_mut().expect("a chunk exists").push(id);
-    }
-    chunks
+    pack(ids, room, usize::MAX, |id| FanoutJob::id_overhead(id))
 }
 
+/// Parts, in order, in groups that take at most `room` bytes in a job's `parts` array.
 fn group_parts(parts: &[Box<RawValue>], room: usize) -> Vec<Vec<Box<RawValue>>> {
-    let mut groups: Vec<Vec<Box<RawValue>>> = Vec::new();
-    let mut used = room;
-    for part in parts {
-        let cost = part.get().len() + 1;
-        if used + cost > room && groups.last().is_none_or(|g| !g.is_empty()) {
-            groups.push(Vec::new());
-            used = 0;
-        }
-        used += cost;
-        groups
-            .last_mut()
-            .expect("a group exists")
-            .push(part.clone());
-    }
-    groups
+    pack(parts.iter().cloned(), room, usize::MAX, |part| {
+        part.get().len() + 1
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
-//! Configuration from the environment, with errors that name the variable and say what is wrong.
+//! The connections table's settings, read from the environment by every function.
 
-use std::fmt::Display;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
+use platform::env::{ConfigError, Env, process_env};
 
 use crate::bucket::Buckets;
 
@@ -10,90 +8,6 @@ use crate::bucket::Buckets;
 pub const DEFAULT_INDEX_NAME: &str = "connected-connectedAt-index";
 /// The seed's 24 hours.
 pub const DEFAULT_TTL_SECONDS: u64 = 86_400;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("environment variable {name} is not set: {hint}")]
-    Missing {
-        name: &'static str,
-        hint: &'static str,
-    },
-    #[error("environment variable {name}={value:?} is invalid: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
-}
-
-/// A view of environment variables; tests pass a map instead of the process environment.
-pub struct Env<F>(F);
-
-/// The process environment.
-pub fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
-    Env(|name: &str| std::env::var(name).ok())
-}
-
-/// A fixed set of variables (tests, tools).
-pub fn pairs_env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String> + use<>> {
-    let map: std::collections::HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    Env(move |name: &str| map.get(name).cloned())
-}
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    pub fn new(lookup: F) -> Self {
-        Self(lookup)
-    }
-
-    /// The value, with surrounding whitespace removed; an empty value counts as unset.
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn required(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
-        self.get(name).ok_or(ConfigError::Missing { name, hint })
-    }
-
-    /// A parsed value within `range`, or `default` when unset.
-    pub fn number_or<T>(
-        &self,
-        name: &'static str,
-        default: T,
-        range: RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + Display + Copy,
-        T::Err: Display,
-    {
-        let Some(value) = self.get(name) else {
-            return Ok(default);
-        };
-        let invalid = |reason: String| ConfigError::Invalid {
-            name,
-            value: value.clone(),
-            reason,
-        };
-        let parsed: T = value.parse().map_err(|e: T::Err| invalid(e.to_string()))?;
-        if range.contains(&parsed) {
-            Ok(parsed)
-        } else {
-            Err(invalid(format!(
-                "must be between {} and {}",
-                range.start(),
-                range.end()
-            )))
-        }
-    }
-
-    pub fn string_or(&self, name: &str, default: &str) -> String {
-        self.get(name).unwrap_or_else(|| default.to_owned())
-    }
-}
 
 /// What every function that touches the connections table needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,10 +28,10 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(&process_env())
+        Self::read(&process_env())
     }
 
-    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: env.required(
                 "CONNECTIONS_TABLE_NAME",
@@ -173,6 +87,7 @@ impl RegistryConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::env::pairs_env;
 
     fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
         pairs_env(pairs)
@@ -180,7 +95,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_seed() {
-        let config = RegistryConfig::from(&env(&[("CONNECTIONS_TABLE_NAME", "conns")])).unwrap();
+        let config = RegistryConfig::read(&env(&[("CONNECTIONS_TABLE_NAME", "conns")])).unwrap();
         assert_eq!(config, RegistryConfig::for_table("conns"));
         assert_eq!(config.buckets.count(), 1);
         assert_eq!(config.ttl_seconds, 86_400);
@@ -188,7 +103,7 @@ mod tests {
 
     #[test]
     fn every_variable_is_read() {
-        let config = RegistryConfig::from(&env(&[
+        let config = RegistryConfig::read(&env(&[
             ("CONNECTIONS_TABLE_NAME", " t "),
             ("CONNECTIONS_INDEX_NAME", "idx"),
             ("CONNECTION_BUCKETS", "8"),
@@ -203,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_bucket_change_reads_both_layouts_once() {
-        let config = RegistryConfig::from(&env(&[
+        let config = RegistryConfig::read(&env(&[
             ("CONNECTIONS_TABLE_NAME", "t"),
             ("CONNECTION_BUCKETS", "4"),
             ("CONNECTION_BUCKETS_PREVIOUS", "2"),
@@ -213,7 +128,7 @@ mod tests {
             config.partition_keys(),
             ["true#0", "true#1", "true#2", "true#3"]
         );
-        let config = RegistryConfig::from(&env(&[
+        let config = RegistryConfig::read(&env(&[
             ("CONNECTIONS_TABLE_NAME", "t"),
             ("CONNECTION_BUCKETS", "2"),
             ("CONNECTION_BUCKETS_PREVIOUS", "1"),
@@ -226,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_missing_table_names_the_variable() {
-        let err = RegistryConfig::from(&env(&[("CONNECTIONS_TABLE_NAME", "  ")])).unwrap_err();
+        let err = RegistryConfig::read(&env(&[("CONNECTIONS_TABLE_NAME", "  ")])).unwrap_err();
         assert!(matches!(
             err,
             ConfigError::Missing {
@@ -247,7 +162,7 @@ mod tests {
             ("eight", "invalid digit"),
             ("1001", "between 1 and 1000"),
         ] {
-            let err = RegistryConfig::from(&env(&[
+            let err = RegistryConfig::read(&env(&[
                 ("CONNECTIONS_TABLE_NAME", "t"),
                 ("CONNECTION_BUCKETS", value),
             ]))
@@ -258,7 +173,7 @@ mod tests {
                 "{text}"
             );
         }
-        let err = RegistryConfig::from(&env(&[
+        let err = RegistryConfig::read(&env(&[
             ("CONNECTIONS_TABLE_NAME", "t"),
             ("CONNECTION_TTL_SECONDS", "-5"),
         ]))

@@ -6,10 +6,10 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use platform::clock::now_ms;
 use tracing::{error, info, warn};
 
 use crate::client_message::{ClientMessage, Reply};
-use crate::clock::now_ms;
 use crate::connection::Connection;
 use crate::store::Registry;
 

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use platform::Backoff;
 
 use crate::config::RegistryConfig;
 use crate::connection::{Connection, expiry};
@@ -19,6 +20,9 @@ pub const BATCH_WRITE_LIMIT: usize = 25;
 const BATCH_ATTEMPTS: u32 = 8;
 /// Batches written at once by [`Registry::remove_many`].
 const BATCH_CONCURRENCY: usize = 4;
+/// Between attempts at unprocessed items.
+const UNPROCESSED_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -137,7 +141,7 @@ impl Registry {
     async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<(), RegistryError> {
         for attempt in 0..BATCH_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(unprocessed_backoff(attempt)).await;
+                tokio::time::sleep(UNPROCESSED_BACKOFF.delay(attempt)).await;
             }
             let output = self
                 .client
@@ -298,12 +302,4 @@ impl Registry {
             source: Box::new(error),
         }
     }
-}
-
-/// Full-jitter exponential backoff for unprocessed batch items: 50 ms doubling, capped at 2 s.
-fn unprocessed_backoff(attempt: u32) -> Duration {
-    let cap = Duration::from_millis(50)
-        .saturating_mul(1 << attempt.min(10))
-        .min(Duration::from_secs(2));
-    cap.mul_f64(rand::random::<f64>())
 }

@@ -1,13 +1,15 @@
-//! Helpers for the end-to-end tests in `tests/`: a private local stack on the moto server that
-//! `make test` starts, real WebSocket clients, and metrics-table writes.
+//! Helpers for the tests in `tests/`: fresh resources and private local stacks on the moto
+//! server that `make test` starts, real WebSocket clients, and metrics-table writes.
+
+pub mod fixtures;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{SinkExt, StreamExt};
-use local::stack::{Stack, StackConfig};
 use serde_json::Value;
+use stack::{Stack, StackConfig};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -16,7 +18,7 @@ type Sink = futures::stream::SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>
 
 /// A stack of its own for one test (unique table and queue names, a free port).
 pub async fn start_stack(config: StackConfig) -> Stack {
-    Stack::start(&registry::testing::sdk_config().await, config)
+    Stack::start(&fixtures::sdk_config().await, config)
         .await
         .expect("local stack starts against moto")
 }

@@ -5,16 +5,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use apigw::{Faults, Gateway, GatewayConfig, handler_fn, ids, proxy_response};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use e2e::fixtures::{fresh_queue, fresh_registry, sdk_config, unique_name};
 use e2e::{Client, connect_many, eventually};
-use fanout::job::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use fanout::Fanout;
 use fanout::management::ManagementApi;
 use fanout::policy::RetryPolicy;
-use fanout::queue::JobQueue;
-use fanout::{Fanout, FanoutJob};
-use local::gateway::{Faults, Gateway, GatewayConfig, handler_fn, ids, proxy_response};
-use registry::testing::{fresh_registry, sdk_config, unique_name};
+use jobs::settings::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
+use jobs::{FanoutJob, JobQueue, QueueSettings};
+use platform::Backoff;
+use platform::clock::now_ms;
 use registry::{Connection, Registry};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -43,15 +45,7 @@ impl Setup {
         .await
         .unwrap();
         let sdk = sdk_config().await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(unique_name("fanout"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let (sqs, queue_url) = fresh_queue().await;
         Self {
             gateway,
             registry: fresh_registry(1).await,
@@ -67,13 +61,9 @@ impl Setup {
 
     fn fanout_to(&self, endpoint: &str, policy: RetryPolicy) -> Fanout<ManagementApi> {
         Fanout {
-            connections: ManagementApi::new(&self.sdk, endpoint),
+            poster: ManagementApi::new(&self.sdk, endpoint),
             registry: self.registry.clone(),
-            queue: JobQueue::new(
-                self.sqs.clone(),
-                &self.queue_url,
-                DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-            ),
+            queue: JobQueue::new(self.sqs.clone(), &QueueSettings::for_url(&self.queue_url)),
             policy,
             concurrency: 32,
         }
@@ -81,11 +71,7 @@ impl Setup {
 
     /// Sends jobs as the processor does.
     async fn enqueue(&self, jobs: &[FanoutJob]) {
-        let queue = JobQueue::new(
-            self.sqs.clone(),
-            &self.queue_url,
-            DEFAULT_QUEUE_MAX_MESSAGE_BYTES,
-        );
+        let queue = JobQueue::new(self.sqs.clone(), &QueueSettings::for_url(&self.queue_url));
         assert_eq!(queue.send_all(jobs, 1).await.unwrap(), jobs.len());
     }
 
@@ -193,7 +179,7 @@ fn job(parts: u64, ids: &[String]) -> (FanoutJob, Vec<Value>) {
         .iter()
         .map(|v| RawValue::from_string(v.to_string()).unwrap())
         .collect();
-    let job = FanoutJob::new(broadcast_id, registry::clock::now_ms(), raw, ids.to_vec());
+    let job = FanoutJob::new(broadcast_id, now_ms(), raw, ids.to_vec());
     (job, values)
 }
 
@@ -230,10 +216,9 @@ fn failed_ids(response: &SqsBatchResponse) -> Vec<&str> {
 /// Retries fast, so that a test spends its time delivering, not sleeping.
 fn quick_policy() -> RetryPolicy {
     RetryPolicy {
-        base: Duration::from_millis(5),
-        cap: Duration::from_millis(20),
+        post_backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
         tries: 6,
-        requeue_base: Duration::from_secs(1),
+        requeue_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(900)),
         max_attempts: 5,
     }
 }
@@ -308,7 +293,7 @@ async fn gone_connections_are_deleted_from_the_registry_and_counted() {
     gone.push(vanished);
     let ids: Vec<String> = live.iter().chain(&gone).cloned().collect();
     let buckets = setup.registry.config().buckets;
-    let now = registry::clock::now_ms();
+    let now = now_ms();
     let rows: Vec<Connection> = ids
         .iter()
         .map(|id| Connection::new(id.clone(), now, None, None, buckets, 3600))

@@ -8,9 +8,9 @@ use e2e::{
     Client, connect_many, delete_metric, eventually, put_metric, start_stack, update_metric,
     updates_for,
 };
-use local::stack::StackConfig;
 use registry::Connection;
 use serde_json::{Value, json};
+use stack::StackConfig;
 
 const WAIT: Duration = Duration::from_secs(20);
 

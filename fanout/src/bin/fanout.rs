@@ -3,27 +3,22 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use fanout::handler::budget_until;
 use fanout::management::ManagementApi;
-use fanout::policy::RetryPolicy;
-use fanout::queue::JobQueue;
 use fanout::{Fanout, FanoutConfig};
+use jobs::JobQueue;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use registry::Registry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    registry::telemetry::init_json_logs();
-    let config = FanoutConfig::from_env()
+    let config = platform::telemetry::init_function()
+        .and_then(|()| FanoutConfig::from_env())
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk = registry::runtime::aws_config().await;
+    let sdk = platform::aws::sdk_config().await;
     let fanout = Fanout {
-        connections: ManagementApi::new(&sdk, &config.endpoint),
-        registry: Registry::new(aws_sdk_dynamodb::Client::new(&sdk), config.registry.clone()),
-        queue: JobQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            &config.queue_url,
-            config.queue_max_message_bytes,
-        ),
-        policy: RetryPolicy { ..config.policy },
+        poster: ManagementApi::new(&sdk, &config.endpoint),
+        registry: Registry::new(aws_sdk_dynamodb::Client::new(&sdk), config.registry),
+        queue: JobQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.queue),
+        policy: config.policy,
         concurrency: config.concurrency,
     };
     let fanout = &fanout;

@@ -2,24 +2,20 @@
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use fanout::queue::JobQueue;
+use jobs::JobQueue;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use processor::{Processor, ProcessorConfig};
 use registry::Registry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    registry::telemetry::init_json_logs();
-    let config = ProcessorConfig::from_env()
+    let config = platform::telemetry::init_function()
+        .and_then(|()| ProcessorConfig::from_env())
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk = registry::runtime::aws_config().await;
+    let sdk = platform::aws::sdk_config().await;
     let processor = Processor {
         registry: Registry::new(aws_sdk_dynamodb::Client::new(&sdk), config.registry.clone()),
-        queue: JobQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            &config.queue_url,
-            config.queue_max_message_bytes,
-        ),
+        queue: JobQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.queue),
         config,
     };
     let processor = &processor;

@@ -1,0 +1,264 @@
+//! The `@connections` management API, as aws-sdk-apigatewaymanagement calls it with
+//! `endpoint_url = http://HOST:PORT/{stage}`. Requests are SigV4-signed by the SDK; the
+//! signature is not checked.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use tracing::{debug, info};
+
+use super::Shared;
+use super::counters::bump;
+use super::events;
+use super::faults::InjectedFault;
+use super::ids;
+use super::table::{CloseReason, ConnKind, Offer};
+
+pub(crate) fn routes(stage: &str) -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            &format!("/{stage}/@connections/{{id}}"),
+            post(post_to_connection)
+                .get(get_connection)
+                .delete(delete_connection),
+        )
+        // Another stage of the same API: API Gateway answers 403 for what it cannot route.
+        .route("/{stage}/@connections/{id}", any(forbidden))
+}
+
+/// The errors of the management API, with the `x-amzn-ErrorType` the SDK maps to its types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiError {
+    Gone,
+    PayloadTooLarge,
+    LimitExceeded,
+    Forbidden,
+    Internal,
+}
+
+impl ApiError {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::Gone => StatusCode::GONE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_type(self) -> &'static str {
+        match self {
+            Self::Gone => "GoneException",
+            Self::PayloadTooLarge => "PayloadTooLargeException",
+            Self::LimitExceeded => "LimitExceededException",
+            Self::Forbidden => "ForbiddenException",
+            Self::Internal => "InternalServerErrorException",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::Gone => "The connection is not connected",
+            Self::PayloadTooLarge => "Request payload exceeds the maximum allowed size",
+            Self::LimitExceeded => "Too Many Requests",
+            Self::Forbidden => "Forbidden",
+            Self::Internal => "Internal server error",
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        let body = serde_json::json!({ "message": self.message() }).to_string();
+        let mut response = (self.status(), body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(self.error_type()),
+        );
+        insert_request_id(headers, request_id);
+        response
+    }
+}
+
+fn insert_request_id(headers: &mut HeaderMap, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", value);
+    }
+}
+
+fn empty(status: StatusCode, request_id: &str) -> Response {
+    let mut response = status.into_response();
+    insert_request_id(response.headers_mut(), request_id);
+    response
+}
+
+async fn forbidden() -> Response {
+    ApiError::Forbidden.into_response(&ids::random_id())
+}
+
+/// Reads the body up to `limit` bytes; `None` if it is larger (or cannot be read). A declared
+/// length over the limit is refused without reading.
+async fn read_limited(request: Request, limit: usize) -> Option<Bytes> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return None;
+    }
+    axum::body::to_bytes(request.into_body(), limit).await.ok()
+}
+
+/// `POST /{stage}/@connections/{id}`: the body becomes one message on the socket.
+async fn post_to_connection(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let counters = &shared.counters;
+    bump(&counters.posts_received);
+    let request_id = ids::random_id();
+    shared.knobs.delay().await;
+    if !shared.knobs.admit() {
+        bump(&counters.rejected_throttled);
+        return ApiError::LimitExceeded.into_response(&request_id);
+    }
+    let Some(data) = read_limited(request, shared.config.max_payload_bytes).await else {
+        bump(&counters.rejected_payload_too_large);
+        debug!(connection_id = %id, "post over the payload limit");
+        return ApiError::PayloadTooLarge.into_response(&request_id);
+    };
+    match shared.knobs.draw(shared.connections.contains(&id)) {
+        Some(InjectedFault::Error) => {
+            bump(&counters.injected_error);
+            return ApiError::Internal.into_response(&request_id);
+        }
+        Some(InjectedFault::Throttle) => {
+            bump(&counters.injected_throttle);
+            return ApiError::LimitExceeded.into_response(&request_id);
+        }
+        Some(InjectedFault::Gone) => {
+            bump(&counters.injected_gone);
+            return ApiError::Gone.into_response(&request_id);
+        }
+        None => {}
+    }
+    let offer = shared
+        .connections
+        .offer(&id, || match Utf8Bytes::try_from(data.clone()) {
+            Ok(text) => Message::Text(text),
+            // API Gateway's `Data` is a blob; what is not UTF-8 cannot go out as a text frame.
+            Err(_) => Message::Binary(data.clone()),
+        });
+    match offer {
+        Offer::Queued | Offer::Virtual => {
+            bump(&counters.posts_delivered);
+            if offer == Offer::Virtual {
+                bump(&counters.posts_delivered_virtual);
+            }
+            empty(StatusCode::OK, &request_id)
+        }
+        Offer::BufferFull => {
+            bump(&counters.rejected_buffer_full);
+            debug!(connection_id = %id, "client buffer full");
+            ApiError::LimitExceeded.into_response(&request_id)
+        }
+        Offer::Gone => {
+            bump(&counters.rejected_gone);
+            ApiError::Gone.into_response(&request_id)
+        }
+    }
+}
+
+/// Common prologue of GET and DELETE: latency, then the throttle.
+async fn admit_management_call(shared: &Shared, request_id: &str) -> Result<(), Response> {
+    shared.knobs.delay().await;
+    if shared.knobs.admit() {
+        Ok(())
+    } else {
+        bump(&shared.counters.management_throttled);
+        Err(ApiError::LimitExceeded.into_response(request_id))
+    }
+}
+
+/// `GET /{stage}/@connections/{id}`: connectedAt, identity, lastActiveAt.
+async fn get_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    bump(&shared.counters.gets);
+    let request_id = ids::random_id();
+    if let Err(response) = admit_management_call(&shared, &request_id).await {
+        return response;
+    }
+    let Some(conn) = shared.connections.get(&id) else {
+        return ApiError::Gone.into_response(&request_id);
+    };
+    let body = serde_json::json!({
+        "connectedAt": events::iso8601(conn.info.connected_at_ms),
+        "identity": {
+            "sourceIp": conn.info.source_ip,
+            "userAgent": conn.info.user_agent,
+        },
+        "lastActiveAt": events::iso8601(conn.last_active_ms()),
+    });
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    insert_request_id(response.headers_mut(), &request_id);
+    response
+}
+
+/// `DELETE /{stage}/@connections/{id}`: closes the socket; `$disconnect` follows.
+async fn delete_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    bump(&shared.counters.deletes);
+    let request_id = ids::random_id();
+    if let Err(response) = admit_management_call(&shared, &request_id).await {
+        return response;
+    }
+    // Removed before answering, so that a post right after the 204 gets 410.
+    let Some(conn) = shared.connections.remove(&id) else {
+        return ApiError::Gone.into_response(&request_id);
+    };
+    info!(connection_id = %id, "connection deleted through the management API");
+    match &conn.kind {
+        ConnKind::Socket(link) => link.request_close(CloseReason::Deleted),
+        ConnKind::Virtual(_) => {
+            let reason = CloseReason::Deleted;
+            shared.spawn_disconnect(conn.info.clone(), reason.code(), reason.text());
+        }
+    }
+    empty(StatusCode::NO_CONTENT, &request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_the_sdk_error_type() {
+        let response = ApiError::Gone.into_response("rid");
+        assert_eq!(response.status(), StatusCode::GONE);
+        assert_eq!(response.headers()["x-amzn-ErrorType"], "GoneException");
+        assert_eq!(response.headers()["x-amzn-RequestId"], "rid");
+        for (error, status) in [
+            (ApiError::PayloadTooLarge, 413),
+            (ApiError::LimitExceeded, 429),
+            (ApiError::Forbidden, 403),
+            (ApiError::Internal, 500),
+        ] {
+            assert_eq!(error.status().as_u16(), status);
+            assert!(error.error_type().ends_with("Exception"));
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! `bench` (`make bench`): how long after a metric changes the last of N dashboards has
+//! it, and whether every one does, for our design and, in the same run on the same emulated
+//! API Gateway (account throttle, per-call latency), for the seed's design it replaces.
+//!
+//! Scenarios, in the default order:
+//! - `fanout`: ours from the processor's start (parts, shards, jobs, SendMessageBatch) to the
+//!   last delivery, through the real queue poller and fanout: isolated from moto's Query speed,
+//!   so this is the figure compared with the throttle's floor N/R;
+//! - `faults`: `fanout` with injected 429s and 5xx;
+//! - `capacity`: `fanout` without the account throttle: what this machine can do at all, which
+//!   tells a bound of the machine from one of the design;
+//! - `e2e`: ours from the metrics-table write (stream poller, processor paging moto's GSI);
+//! - `sockets`: ours from the write to real WebSocket clients;
+//! - `baseline`: the seed's function (Scan, post to all at once, no retry of its own, delete on
+//!   410), once per `--baseline-sockets` value.
+//!
+//! Modules: [`fixture`] (setup), [`scenarios`] and [`sockets`] (what is run), [`baseline`]
+//! (the seed's design), [`measure`] (figures), [`report`] and [`svg`] (output), [`progress`].
+
+mod baseline;
+mod fixture;
+mod measure;
+mod progress;
+mod report;
+mod scenarios;
+mod sockets;
+mod svg;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use apigw::Faults;
+use baseline::SeedSettings;
+use fixture::Bench;
+use report::{BenchReport, Comparison, Design, Machine, ScenarioResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    Fanout,
+    Baseline,
+    Faults,
+    Capacity,
+    E2e,
+    Sockets,
+}
+
+impl Scenario {
+    fn all() -> Vec<Self> {
+        vec![
+            Self::Fanout,
+            Self::Faults,
+            Self::Capacity,
+            Self::E2e,
+            Self::Sockets,
+            // Last: its 100k tasks leave the allocator holding memory that would otherwise
+            // count in the next scenarios' peak.
+            Self::Baseline,
+        ]
+    }
+
+    /// Whether it reads the registered rows from moto.
+    fn needs_rows(self) -> bool {
+        matches!(self, Self::Baseline | Self::E2e)
+    }
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    about = "Fan-out benchmark against moto: ours and the seed's design on the same emulated gateway; writes target/bench/bench.{json,svg,txt}"
+)]
+pub struct BenchArgs {
+    /// 10,000 virtual connections and 1,000 sockets (unless --connections/--sockets say
+    /// otherwise).
+    #[arg(long)]
+    pub quick: bool,
+    /// Virtual connections N [default: 100000, 10000 with --quick].
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Real WebSocket clients of the sockets scenario [default: 5000, 1000 with --quick].
+    #[arg(long)]
+    pub sockets: Option<usize>,
+    /// The account throttle R, PostToConnection calls per second.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate: f64,
+    /// The throttle's burst.
+    #[arg(long, default_value_t = 5_000)]
+    pub burst: u32,
+    /// Latency added to each management API call, ms ...
+    #[arg(long, default_value_t = 20)]
+    pub latency_ms: u64,
+    /// ... plus a uniform 0..=jitter, ms.
+    #[arg(long, default_value_t = 10)]
+    pub jitter_ms: u64,
+    /// The SQS -> fanout mapping's maximum concurrency (the Lambda concurrency limit).
+    #[arg(long, default_value_t = 10)]
+    pub lambda_concurrency: usize,
+    /// SQS messages per fanout invocation (production's mapping: 1).
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: i32,
+    /// FANOUT_CONCURRENCY: posts in flight per invocation.
+    #[arg(long, default_value_t = fanout::config::DEFAULT_CONCURRENCY)]
+    pub fanout_concurrency: usize,
+    /// FANOUT_SHARD_SIZE: connection ids per fanout job.
+    #[arg(long, default_value_t = 1000)]
+    pub shard_size: usize,
+    /// SEND_CONCURRENCY: the processor's SendMessageBatch calls in flight.
+    #[arg(long, default_value_t = 4)]
+    pub send_concurrency: usize,
+    /// CONNECTION_BUCKETS of the registry.
+    #[arg(long, default_value_t = 1)]
+    pub buckets: u16,
+    /// Injected 429 rate of the faults scenario (0.0..=1.0).
+    #[arg(long, default_value_t = 0.05)]
+    pub fault_429: f64,
+    /// Injected 500 rate of the faults scenario (0.0..=1.0).
+    #[arg(long, default_value_t = 0.02)]
+    pub fault_5xx: f64,
+    /// The seed's posts in flight, one baseline run per value: 50 is its JS SDK's maxSockets,
+    /// 0 is no limit.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![50, 5000])]
+    pub baseline_sockets: Vec<usize>,
+    /// The seed's SDK attempts per post (its JS SDK's standard mode: 3; 1 = none).
+    #[arg(long, default_value_t = baseline::JS_SDK_ATTEMPTS)]
+    pub baseline_attempts: u32,
+    /// Scenarios to run, in this order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Scenario::all())]
+    pub scenarios: Vec<Scenario>,
+    /// Longest wait for a scenario's last delivery, s.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_s: u64,
+    /// Where bench.json, bench.svg, bench.txt and bench.log go.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+    /// moto's pid, to report its CPU time.
+    #[arg(long, env = "MOTO_PID")]
+    pub moto_pid: Option<u32>,
+    /// moto's port, used when AWS_ENDPOINT_URL is not set.
+    #[arg(long, env = "MOTO_PORT", default_value_t = 4566)]
+    pub moto_port: u16,
+}
+
+/// The settings a run used, with --quick resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub quick: bool,
+    pub connections: usize,
+    pub sockets: usize,
+    pub rate: f64,
+    pub burst: u32,
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+    pub lambda_concurrency: usize,
+    pub batch_size: i32,
+    pub fanout_concurrency: usize,
+    pub shard_size: usize,
+    pub send_concurrency: usize,
+    pub buckets: u16,
+    pub faults: Faults,
+    pub baseline: Vec<SeedSettings>,
+    pub scenarios: Vec<Scenario>,
+    pub timeout_s: u64,
+    pub moto_pid: Option<u32>,
+}
+
+impl Settings {
+    pub fn from_args(args: &BenchArgs) -> anyhow::Result<Self> {
+        let (connections, sockets) = if args.quick {
+            (10_000, 1_000)
+        } else {
+            (100_000, 5_000)
+        };
+        let faults = Faults {
+            gone_rate: 0.0,
+            throttle_rate: args.fault_429,
+            error_rate: args.fault_5xx,
+        };
+        let valid_rate = |p: f64| (0.0..=1.0).contains(&p);
+        anyhow::ensure!(
+            valid_rate(args.fault_429) && valid_rate(args.fault_5xx),
+            "fault rates must be within 0.0..=1.0"
+        );
+        anyhow::ensure!(
+            (1..=10).contains(&args.batch_size),
+            "--batch-size must be 1..=10"
+        );
+        anyhow::ensure!(
+            args.rate > 0.0 && args.burst > 0,
+            "--rate and --burst must be positive"
+        );
+        Ok(Self {
+            quick: args.quick,
+            connections: args.connections.unwrap_or(connections).max(1),
+            sockets: args.sockets.unwrap_or(sockets).max(1),
+            rate: args.rate,
+            burst: args.burst,
+            latency_ms: args.latency_ms,
+            jitter_ms: args.jitter_ms,
+            lambda_concurrency: args.lambda_concurrency.max(1),
+            batch_size: args.batch_size,
+            fanout_concurrency: args.fanout_concurrency.max(1),
+            shard_size: args.shard_size.max(1),
+            send_concurrency: args.send_concurrency.max(1),
+            buckets: args.buckets,
+            faults,
+            baseline: args
+                .baseline_sockets
+                .iter()
+                .map(|&n| SeedSettings {
+                    max_sockets: (n > 0).then_some(n),
+                    attempts: args.baseline_attempts.max(1),
+                })
+                .collect(),
+            scenarios: args.scenarios.clone(),
+            timeout_s: args.timeout_s,
+            moto_pid: args.moto_pid,
+        })
+    }
+}
+
+/// Logs go to `bench.log`: the terminal keeps the progress line and the table.
+fn init_logging(out: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("bench.log");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .with_writer(Mutex::new(file))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sqs=warn".into()
+            }),
+        )
+        .init();
+    Ok(path)
+}
+
+/// The checks a run must pass: ours loses nothing and duplicates nothing without faults, and
+/// loses nothing with them.
+fn checks(scenarios: &[ScenarioResult]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for s in scenarios.iter().filter(|s| s.design == Design::Ours) {
+        if s.lost > 0 {
+            failed.push(format!("{}: {} connections lost", s.key, s.lost));
+        }
+        if s.key != "faults" && s.duplicated > 0 {
+            failed.push(format!(
+                "{}: {} connections got duplicates",
+                s.key, s.duplicated
+            ));
+        }
+    }
+    failed
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    run(<BenchArgs as clap::Parser>::parse()).await
+}
+
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_args(&args)?;
+    let log = init_logging(&args.out)?;
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| format!("http://127.0.0.1:{}", args.moto_port));
+    let sdk = stack::moto::sdk_config(&endpoint).await;
+    stack::moto::wait_until_ready(&sdk, Duration::from_secs(30)).await?;
+    eprintln!(
+        "local bench: N = {}, sockets = {}, scenarios {:?}; moto at {endpoint}; logs in {}",
+        settings.connections,
+        settings.sockets,
+        settings.scenarios,
+        log.display()
+    );
+
+    let bench = Bench::new(sdk, settings.clone());
+    let registration = if settings.scenarios.iter().any(|s| s.needs_rows()) {
+        Some(bench.register().await?)
+    } else {
+        None
+    };
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for scenario in &settings.scenarios {
+        for result in run_scenario(&bench, *scenario).await {
+            match result {
+                Ok(result) => scenarios.push(result),
+                Err(e) => {
+                    eprintln!("\nscenario {scenario:?} failed: {e:#}");
+                    tracing::error!(?scenario, error = format!("{e:#}"), "scenario failed");
+                    errors.push(format!("{scenario:?}: {e:#}"));
+                }
+            }
+        }
+    }
+
+    let comparison = Comparison::of(&scenarios);
+    let failed_checks = checks(&scenarios);
+    let report = BenchReport {
+        started_at,
+        machine: Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            moto_pid: settings.moto_pid,
+        },
+        settings,
+        registration,
+        scenarios,
+        comparison,
+        failed_checks: failed_checks.clone(),
+        errors: errors.clone(),
+        total_s: started.elapsed().as_secs_f64(),
+    };
+    let table = report::table(&report);
+    print!("{table}");
+    let files = report::write(&args.out, &report, &table)
+        .with_context(|| format!("writing the report into {}", args.out.display()))?;
+    for file in files {
+        eprintln!("wrote {}", file.display());
+    }
+    anyhow::ensure!(
+        errors.is_empty() && failed_checks.is_empty(),
+        "the benchmark failed: {}",
+        errors
+            .iter()
+            .chain(&failed_checks)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(())
+}
+
+/// One scenario's runs (the baseline runs once per seed setting).
+async fn run_scenario(bench: &Bench, scenario: Scenario) -> Vec<anyhow::Result<ScenarioResult>> {
+    let faults = bench.settings.faults;
+    match scenario {
+        Scenario::Fanout => vec![
+            bench
+                .fanout("fanout", "ours: fan-out", Faults::default(), false)
+                .await,
+        ],
+        Scenario::Baseline => {
+            let mut runs = Vec::new();
+            for seed in bench.settings.baseline.clone() {
+                runs.push(bench.seed(seed).await);
+            }
+            runs
+        }
+        Scenario::Faults => {
+            let title = format!(
+                "ours: fan-out, {:.0}% 429 + {:.0}% 5xx",
+                faults.throttle_rate * 100.0,
+                faults.error_rate * 100.0
+            );
+            vec![bench.fanout("faults", &title, faults, false).await]
+        }
+        Scenario::Capacity => {
+            let title = "ours: fan-out, no throttle (capacity)";
+            vec![
+                bench
+                    .fanout("capacity", title, Faults::default(), true)
+                    .await,
+            ]
+        }
+        Scenario::E2e => vec![bench.end_to_end().await],
+        Scenario::Sockets => vec![bench.sockets().await],
+    }
+}

@@ -1,0 +1,97 @@
+//! `local`: the whole pipeline on one machine (`make dev`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use registry::Buckets;
+use stack::{Stack, StackConfig};
+
+#[derive(Parser)]
+#[command(about = "The IOps dashboard fan-out, run locally against moto")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// With no subcommand, `local` runs `dev`.
+    #[command(flatten)]
+    dev: DevArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bootstrap, then serve the gateway, the dashboard page, the pollers and the simulator.
+    Dev(DevArgs),
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Gateway, management API and page port.
+    #[arg(long, env = "LOCAL_PORT", default_value_t = 3001)]
+    port: u16,
+    /// moto's port, used when AWS_ENDPOINT_URL is not set.
+    #[arg(long, env = "MOTO_PORT", default_value_t = 4566)]
+    moto_port: u16,
+    /// 0 turns the metrics simulator off.
+    #[arg(long, env = "LOCAL_SIMULATOR", default_value = "1")]
+    simulator: String,
+    /// GSI partitions for connections (CONNECTION_BUCKETS).
+    #[arg(long, env = "CONNECTION_BUCKETS", default_value_t = 1)]
+    buckets: u16,
+}
+
+/// How long `make dev` waits for the moto it has just started.
+const MOTO_START: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Some(Command::Dev(args)) => dev(args).await,
+        None => dev(cli.dev).await,
+    }
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| format!("http://127.0.0.1:{}", args.moto_port));
+    let sdk = stack::moto::sdk_config(&endpoint).await;
+    stack::moto::wait_until_ready(&sdk, MOTO_START).await?;
+    let mut config = StackConfig::dev(args.port);
+    config.buckets = Buckets::new(args.buckets).context("CONNECTION_BUCKETS must be 1..=1000")?;
+    if args.simulator.trim() == "0" {
+        config.simulator = None;
+    }
+    let stack = Stack::start(&sdk, config)
+        .await
+        .with_context(|| format!("starting the local stack against {endpoint}"))?;
+    tracing::info!(
+        page = %stack.page_url(),
+        connections_table = %stack.resources.names.connections_table,
+        metrics_table = %stack.resources.names.metrics_table,
+        fanout_queue = %stack.resources.fanout_queue_url,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "local stack up"
+    );
+    println!("ready: {}", stack.ws_url());
+    println!("dashboard: {}", stack.page_url());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    tracing::info!("stopping");
+    stack.shutdown().await;
+    Ok(())
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .compact()
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sqs=warn".into()
+            }),
+        )
+        .init();
+}
