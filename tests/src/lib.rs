@@ -156,3 +156,51 @@ pub fn updates_for(client: &Client, entity_id: &str) -> Vec<Value> {
         .filter(|u| u["data"]["entity_id"] == entity_id)
         .collect()
 }
+
+/// Waits until nothing written before this call can still reach a client: a barrier entity is
+/// written and awaited by every client (the stream is read in order, so every earlier record's
+/// jobs were enqueued before the barrier's), then the fanout queue must be empty with every
+/// message the poller took handled. Tests call it before counting duplicates, instead of
+/// sleeping and hoping.
+pub async fn settled(stack: &Stack, clients: &[Client]) {
+    let barrier = format!("barrier-{:08x}", rand::random::<u32>());
+    put_metric(stack, &barrier, 0.0).await;
+    let reached = eventually(Duration::from_secs(10), || {
+        clients.iter().all(|c| !updates_for(c, &barrier).is_empty())
+    })
+    .await;
+    assert!(reached, "the barrier write did not reach every client");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !queue_drained(stack).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fanout queue did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// No message visible, in flight or delayed, and every message received was deleted or
+/// returned.
+async fn queue_drained(stack: &Stack) -> bool {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &stack.queue_stats;
+    let handled = stats.deleted.load(Relaxed) + stats.returned.load(Relaxed);
+    if stats.messages.load(Relaxed) != handled {
+        return false;
+    }
+    let attributes = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.resources.fanout_queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("GetQueueAttributes on moto")
+        .attributes
+        .unwrap_or_default();
+    attributes.values().all(|count| count == "0")
+}

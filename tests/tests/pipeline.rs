@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use e2e::{
-    Client, connect_many, delete_metric, eventually, put_metric, start_stack, update_metric,
-    updates_for,
+    Client, connect_many, delete_metric, eventually, put_metric, settled, start_stack,
+    update_metric, updates_for,
 };
 use registry::Connection;
 use serde_json::{Value, json};
@@ -50,8 +50,7 @@ async fn a_write_reaches_two_hundred_clients_exactly_once_with_the_right_event_t
         .await;
         assert!(arrived, "{event_type} did not reach every client");
     }
-    // Let any duplicate arrive before counting.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    settled(&stack, &clients).await;
 
     for client in &clients {
         let updates = updates_for(client, "stream-001");
@@ -155,7 +154,7 @@ async fn a_batch_over_128_kb_arrives_in_parts_with_no_update_lost() {
     let all_arrived =
         |c: &Client| (0..40).all(|i| !updates_for(c, &format!("big-{i:02}")).is_empty());
     assert!(eventually(WAIT, || clients.iter().all(all_arrived)).await);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    settled(&stack, &clients).await;
     for client in &clients {
         let messages = client.updates();
         assert!(messages.len() >= 2, "~200 KB needs at least two parts");

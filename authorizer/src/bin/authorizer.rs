@@ -1,0 +1,22 @@
+//! The `$connect` REQUEST authorizer Lambda: see [`authorizer::handler::authorize`].
+//! Deployed only when `AUTH_MODE=jwt`; anything else fails at start with the reason.
+
+use std::sync::Arc;
+
+use authorizer::{ConnectAuthEvent, Verifier, config};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    platform::telemetry::init_function()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config = config::load(&config::process_env()).inspect_err(|e| {
+        tracing::error!(error = %e, "authorizer configuration refused");
+    })?;
+    let verifier = Arc::new(Verifier::from_config(&config)?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ConnectAuthEvent>| {
+        let verifier = Arc::clone(&verifier);
+        async move { authorizer::authorize(&verifier, &event.payload).await }
+    }))
+    .await
+}
