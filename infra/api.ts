@@ -22,7 +22,11 @@ export interface WebSocketApi {
     websocketUrl: pulumi.Output<string>;
     /** `https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`: WEBSOCKET_API_ENDPOINT. */
     managementEndpoint: pulumi.Output<string>;
-    /** What execute-api:ManageConnections is granted on: this stage's POST and DELETE only. */
+    /**
+     * What execute-api:ManageConnections is granted on: this stage's POST @connections only
+     * (PostToConnection). Nothing calls DeleteConnection or GetConnection: a gone connection
+     * answers 410 and only its row is deleted.
+     */
     manageConnectionsArns: pulumi.Output<string>[];
     accessLogGroup: aws.cloudwatch.LogGroup;
 }
@@ -42,12 +46,27 @@ export function websocketApi(settings: Settings, handlers: Record<RouteKey, Rust
     for (const routeKey of Object.keys(ROUTES) as RouteKey[]) {
         const handler = handlers[routeKey];
         const logical = ROUTES[routeKey];
-        const integration = new aws.apigatewayv2.Integration(logical, {
-            apiId: api.id,
-            integrationType: "AWS_PROXY",
-            integrationMethod: "POST",
-            integrationUri: handler.function.invokeArn,
+        // API Gateway may invoke the `live` alias (the resource policy is on that qualifier),
+        // for this stage and route only: arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{routeKey}
+        const permission = new aws.lambda.Permission(logical, {
+            action: "lambda:InvokeFunction",
+            function: handler.function.name,
+            qualifier: handler.alias.name,
+            principal: "apigateway.amazonaws.com",
+            sourceArn: pulumi.interpolate`${api.executionArn}/${stageName}/${routeKey}`,
         });
+        const integration = new aws.apigatewayv2.Integration(
+            logical,
+            {
+                apiId: api.id,
+                integrationType: "AWS_PROXY",
+                integrationMethod: "POST",
+                // The alias, never the unqualified function: a rollback moves what runs.
+                integrationUri: handler.alias.invokeArn,
+            },
+            // Pointed at the alias only once the alias may be invoked: no window of 500s.
+            { dependsOn: [permission] },
+        );
         const route = new aws.apigatewayv2.Route(logical, {
             apiId: api.id,
             routeKey,
@@ -63,13 +82,6 @@ export function websocketApi(settings: Settings, handlers: Record<RouteKey, Rust
             });
         }
         routes.push(route);
-        new aws.lambda.Permission(logical, {
-            action: "lambda:InvokeFunction",
-            function: handler.function.name,
-            principal: "apigateway.amazonaws.com",
-            // arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{routeKey}
-            sourceArn: pulumi.interpolate`${api.executionArn}/${stageName}/${routeKey}`,
-        });
     }
 
     const dependsOn: pulumi.Resource[] = [...routes];
@@ -139,32 +151,45 @@ export function websocketApi(settings: Settings, handlers: Record<RouteKey, Rust
         stage,
         websocketUrl: pulumi.interpolate`${api.apiEndpoint}/${stage.name}`,
         managementEndpoint: pulumi.interpolate`${api.apiEndpoint.apply((e) => e.replace(/^wss:\/\//, "https://"))}/${stage.name}`,
-        manageConnectionsArns: [pulumi.interpolate`${base}/POST/@connections/*`, pulumi.interpolate`${base}/DELETE/@connections/*`],
+        manageConnectionsArns: [pulumi.interpolate`${base}/POST/@connections/*`],
         accessLogGroup,
     };
 }
 
 /**
- * The account-wide (per region) role API Gateway logs with. Only one stack per account and region
- * should manage it: set `manageApiGatewayAccount: true` there, false everywhere else.
+ * The account-wide (per region) role API Gateway logs with. Without it a stage with logging
+ * cannot be created ("CloudWatch Logs role ARN must be set in account settings"), so the first
+ * deploy in a fresh account needs it. Only one stack per account and region should manage it:
+ * set `manageApiGatewayAccount: true` there, false everywhere else. Every stack's logging depends
+ * on it, so destroying the stack that set it must not take it away: the role, its policy and
+ * the setting stay behind (retainOnDelete).
  */
 function apiGatewayAccountLogging(settings: Settings): aws.apigateway.Account {
-    const role = new aws.iam.Role("apigateway-cloudwatch", {
-        name: `${settings.prefix}-apigateway-cloudwatch`,
-        assumeRolePolicy: JSON.stringify({
-            Version: "2012-10-17",
-            Statement: [
-                {
-                    Effect: "Allow",
-                    Principal: { Service: "apigateway.amazonaws.com" },
-                    Action: "sts:AssumeRole",
-                },
-            ],
-        }),
-    });
-    const attachment = new aws.iam.RolePolicyAttachment("apigateway-cloudwatch", {
-        role: role.name,
-        policyArn: "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
-    });
-    return new aws.apigateway.Account("apigateway-account", { cloudwatchRoleArn: role.arn }, { dependsOn: [attachment] });
+    const retained = { retainOnDelete: true };
+    const role = new aws.iam.Role(
+        "apigateway-cloudwatch",
+        {
+            name: `${settings.prefix}-apigateway-cloudwatch`,
+            assumeRolePolicy: JSON.stringify({
+                Version: "2012-10-17",
+                Statement: [
+                    {
+                        Effect: "Allow",
+                        Principal: { Service: "apigateway.amazonaws.com" },
+                        Action: "sts:AssumeRole",
+                    },
+                ],
+            }),
+        },
+        retained,
+    );
+    const attachment = new aws.iam.RolePolicyAttachment(
+        "apigateway-cloudwatch",
+        {
+            role: role.name,
+            policyArn: "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+        },
+        retained,
+    );
+    return new aws.apigateway.Account("apigateway-account", { cloudwatchRoleArn: role.arn }, { ...retained, dependsOn: [attachment] });
 }

@@ -2,19 +2,37 @@
 // once. The functions' environment variables are built from these same settings (functions.ts),
 // with the names and ranges the Rust code reads (registry/src/config.rs and the bins).
 //
-// Keys (namespace = the project, `iops-ws:`), all optional:
-//   stageName                 API Gateway stage                                   prod
-//   architecture              x86_64 | arm64 (build with LAMBDA_ARCH=arm64)        x86_64
+// Keys (namespace = the project, `iops-ws:`), all optional except the metrics source:
+//   stageName                 API Gateway stage, and STAGE (the `Stage` dimension of every     prod
+//                             custom metric): unique per account and region across stacks
+//   architecture              x86_64 | arm64 (build with LAMBDA_ARCH=arm64); the program reads  x86_64
+//                             each zip's bootstrap (ELF header) and refuses another architecture
 //   artifactsDir              where `make package` put <fn>/bootstrap.zip          ../target/lambda
+//   artifactBuild             deploy <fn>/bootstrap-<build>-<arch>.zip (the copy `make package`
+//                             keeps per git commit) instead of <fn>/bootstrap.zip   unset
+//   connectLiveVersion, disconnectLiveVersion, messageLiveVersion, processorLiveVersion,
+//   fanoutLiveVersion         pin the `live` alias to this published version (a rollback,
+//                             RUNBOOK "Roll back a deploy"); unset: the version just published
 //   logLevel                  RUST_LOG for every function                          info
 //   logRetentionDays          every log group's retention                          30
 //   connectionsTableName      CONNECTIONS_TABLE_NAME                               iops-dashboard-websocket-connections
 //   connectionsIndexName      CONNECTIONS_INDEX_NAME                               connected-connectedAt-index
+//   connectionsIndexProjection  KEYS_ONLY | ALL: the GSI's projection (ALL only to adopt a    KEYS_ONLY
+//                             table whose index already projects ALL; RUNBOOK "Adopt the seed's table")
 //   connectionBuckets         CONNECTION_BUCKETS, 1..1000 (see RUNBOOK before changing)  1
 //   connectionBucketsPrevious CONNECTION_BUCKETS_PREVIOUS, 0..1000 (0: none)             0
 //   connectionTtlSeconds      CONNECTION_TTL_SECONDS, 60..604800                   86400
-//   metricsTableName          create the metrics table with this name (with its stream)
-//   metricsStreamArn          or: use the stream of a metrics table owned elsewhere
+//   The metrics source, exactly one of (no default: a stack without one is a config error):
+//   metricsStreamArn          the NEW_AND_OLD_IMAGES stream of the table the metrics writers
+//                             write (production: the real source, owned elsewhere)
+//   createMetricsTable        true: create an empty metrics table with its stream (demo stacks:
+//                             nothing writes it unless you do)                     false
+//   metricsTableName          the created table's name (only with createMetricsTable)  <prefix>-metrics
+//   streamMaxRecordAgeSeconds the stream mapping's maximumRecordAgeInSeconds,       900
+//                             60..86400: older records are not broadcast (stale state; the
+//                             batch's position goes to the stream DLQ, condition RecordAgeExceeded)
+//   streamAlwaysActive        the metrics table is written at least every minute (its writers,  true
+//                             the canary): minutes without a processor invocation are an alarm
 //   registryMemoryMb / registryTimeoutSeconds (connect, disconnect, message)        256 / 10
 //   processorMemoryMb / processorTimeoutSeconds                                    512 / 300
 //   fanoutShardSize           FANOUT_SHARD_SIZE, ids per FanoutJob, 1..20000        1000
@@ -30,18 +48,33 @@
 //   fanoutBatchSize           SQS messages per fanout invocation, 1..10            1
 //   fanoutMaxConcurrency      the SQS mapping's maximum concurrency, 2..1000       50
 //   fanoutMaxReceiveCount     receives before a FanoutJob goes to the DLQ          5
-//   routeThrottleRate / routeThrottleBurst      stage default route throttle       1000 / 500
+//   The $default route's throttle is sized from the clients' heartbeat: every open dashboard
+//   sends {"action":"ping"} every pingIntervalSeconds, so the route carries at least
+//   expectedDashboards / pingIntervalSeconds messages/s (100,000 / 60 s = 1,667/s) before any
+//   other message; a throttle below that refuses pings (429) and rows expire while connected.
+//   expectedDashboards        open dashboards the stack is sized for, 1..10000000   100000
+//   pingIntervalSeconds       the clients' ping interval, 1..600                   60
+//   routeThrottleHeadroom     factor over the heartbeat rate, 1..10 (reconnect      2
+//                             waves, subscribe/snapshot messages)
+//   routeThrottleRate         stage default route throttle (overrides the sizing;   max(1000, ceil(
+//                             never below the heartbeat rate)                        dashboards / ping
+//                                                                                    x headroom))
+//   routeThrottleBurst        its burst                                            min(rate, 5000)
+//   Pings count against API Gateway's account throttle (10,000 requests/s by default), which
+//   PostToConnection shares: 1,000,000 dashboards pinging every 60 s would use 16,667/s alone.
 //   connectThrottleRate / connectThrottleBurst  $connect route throttle            500 / 500
 //   apiLoggingLevel           execution logging: ERROR | INFO | OFF                ERROR
-//   manageApiGatewayAccount   set the account's API Gateway CloudWatch role        false
+//   manageApiGatewayAccount   set the account's API Gateway CloudWatch role (one   false
+//                             stack per account and region; a fresh account needs it once)
 //   broadcastsEnabled         the stream -> processor mapping is enabled           true
 //   deliveriesEnabled         the queue -> fanout mapping is enabled               true
 //   alarmEmail                subscribe this address to the alarm topic
-//   alarm thresholds: iteratorAgeMaxMs (60000), functionErrorsThreshold (0),
-//     functionThrottlesThreshold (0), failedDeliveriesThreshold (0),
+//   alarm thresholds: iteratorAgeMaxMs (60000, below streamMaxRecordAgeSeconds), functionErrorsThreshold (0),
+//     functionThrottlesThreshold (0), failedDeliveriesPercent (1: Failed / (Delivered + Failed)
+//     per 5 min, in %), failedDeliveriesThreshold (10: fewer Failed per 5 min never alarm),
 //     requeuedDeliveriesThreshold (10000 per 5 min), deliveryLatencyP99Ms (60000),
-//     apiIntegrationErrorsThreshold (10), apiExecutionErrorsThreshold (0),
-//     apiClientErrorsThreshold (100)
+//     fanoutQueueAgeMaxSeconds (300), apiIntegrationErrorsThreshold (10),
+//     apiExecutionErrorsThreshold (0), apiClientErrorsThreshold (100)
 
 import * as path from "path";
 
@@ -56,10 +89,17 @@ export type Architecture = "x86_64" | "arm64";
 export const FUNCTION_NAMES = ["connect", "disconnect", "message", "processor", "fanout"] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 
+/** The alias that API Gateway and the event source mappings invoke; a rollback moves it. */
+export const LIVE_ALIAS = "live";
+
 /** API Gateway's hard limit for one WebSocket message. */
 export const API_GATEWAY_MAX_MESSAGE_BYTES = 131072;
 /** SQS's largest maximum message size. */
 export const SQS_MAX_MESSAGE_BYTES = 1048576;
+/** The smallest sized $default route throttle (requests/s). */
+export const MIN_ROUTE_THROTTLE = 1000;
+/** API Gateway's default account-level burst (requests), shared by every API in the region. */
+export const API_GATEWAY_ACCOUNT_BURST = 5000;
 
 /** The DynamoDB Streams -> processor mapping (DESIGN.md; the seed's batching). */
 export const STREAM_MAPPING = {
@@ -82,17 +122,28 @@ export interface Settings {
     prefix: string;
     architecture: Architecture;
     artifactsDir: string;
+    /** `make package`'s per-commit copy to deploy instead of bootstrap.zip (a rebuild-free redeploy). */
+    artifactBuild?: string;
+    /** A function's `live` alias pinned to a published version (a rollback); absent: the latest. */
+    liveVersions: Partial<Record<FunctionName, number>>;
     logLevel: string;
     logRetentionDays: number;
     connections: {
         tableName: string;
         indexName: string;
+        indexProjection: "KEYS_ONLY" | "ALL";
         buckets: number;
         /** The old count while connectionBuckets changes (0: none); see the RUNBOOK. */
         previousBuckets: number;
         ttlSeconds: number;
     };
     metrics: { kind: "create"; tableName: string } | { kind: "existing"; streamArn: string };
+    stream: {
+        /** The stream mapping's maximumRecordAgeInSeconds. */
+        maxRecordAgeSeconds: number;
+        /** The metrics table is written at least every minute: no invocation means a stop. */
+        alwaysActive: boolean;
+    };
     registryFunctions: { memoryMb: number; timeoutSeconds: number };
     processor: {
         memoryMb: number;
@@ -121,6 +172,8 @@ export interface Settings {
     };
     api: {
         stageName: string;
+        /** The clients' heartbeat the $default throttle is sized from. */
+        heartbeat: { dashboards: number; pingIntervalSeconds: number; messagesPerSecond: number; headroom: number };
         throttleRate: number;
         throttleBurst: number;
         connectThrottleRate: number;
@@ -133,9 +186,13 @@ export interface Settings {
         iteratorAgeMaxMs: number;
         functionErrors: number;
         functionThrottles: number;
-        failedDeliveries: number;
+        /** Failed / (Delivered + Failed) over 5 minutes, in percent. */
+        failedDeliveriesPercent: number;
+        /** Fewer Failed than this in 5 minutes never alarm (small stacks: one slow client). */
+        failedDeliveriesMinimum: number;
         requeuedDeliveries: number;
         deliveryLatencyP99Ms: number;
+        fanoutQueueAgeMaxSeconds: number;
         apiIntegrationErrors: number;
         apiExecutionErrors: number;
         apiClientErrors: number;
@@ -158,10 +215,25 @@ class Reader {
     }
 
     int(key: string, fallback: number, min: number, max: number): number {
+        return this.optionalInt(key, min, max) ?? fallback;
+    }
+
+    optionalInt(key: string, min: number, max: number): number | undefined {
+        const raw = this.optional(key);
+        if (raw === undefined) return undefined;
+        if (!/^-?\d+$/.test(raw)) throw new ConfigError(`config ${key}=${JSON.stringify(raw)} is not an integer`);
+        return this.inRange(key, raw, Number(raw), min, max);
+    }
+
+    /** A decimal number such as `1.5`. */
+    number(key: string, fallback: number, min: number, max: number): number {
         const raw = this.optional(key);
         if (raw === undefined) return fallback;
-        if (!/^-?\d+$/.test(raw)) throw new ConfigError(`config ${key}=${JSON.stringify(raw)} is not an integer`);
-        const value = Number(raw);
+        if (!/^\d+(\.\d+)?$/.test(raw)) throw new ConfigError(`config ${key}=${JSON.stringify(raw)} is not a number`);
+        return this.inRange(key, raw, Number(raw), min, max);
+    }
+
+    private inRange(key: string, raw: string, value: number, min: number, max: number): number {
         if (value < min || value > max) {
             throw new ConfigError(`config ${key}=${raw} must be between ${min} and ${max}`);
         }
@@ -194,24 +266,70 @@ class Reader {
     }
 }
 
+/**
+ * The metrics source. Production names it (the stream of the table the writers write); a new,
+ * empty table is created only when asked (demo stacks): a stack that silently created one would
+ * listen to a table nobody writes, and no alarm would say so.
+ */
+function metricsSource(c: Reader, prefix: string): Settings["metrics"] {
+    const create = c.bool("createMetricsTable", false);
+    const metricsTableName = c.optional("metricsTableName");
+    const metricsStreamArn = c.optional("metricsStreamArn");
+    if (create && metricsStreamArn !== undefined) {
+        throw new ConfigError(
+            "set either createMetricsTable true (this stack creates an empty metrics table) or metricsStreamArn (the real table's stream), not both",
+        );
+    }
+    if (metricsStreamArn !== undefined) {
+        if (!/^arn:aws[a-z-]*:dynamodb:[^:]+:\d{12}:table\/[^/]+\/stream\/.+$/.test(metricsStreamArn)) {
+            throw new ConfigError(`config metricsStreamArn=${JSON.stringify(metricsStreamArn)} is not a DynamoDB stream ARN`);
+        }
+        if (metricsTableName !== undefined) {
+            throw new ConfigError("metricsTableName names a table this stack creates: it goes with createMetricsTable true, not with metricsStreamArn");
+        }
+        return { kind: "existing", streamArn: metricsStreamArn };
+    }
+    if (!create) {
+        throw new ConfigError(
+            metricsTableName !== undefined
+                ? "metricsTableName is set but createMetricsTable is not: set createMetricsTable true to create that table (a demo stack), or metricsStreamArn to the real metrics table's stream"
+                : "no metrics source: set metricsStreamArn to the stream ARN of the table the metrics writers write (production), or createMetricsTable true to create an empty demo table",
+        );
+    }
+    return { kind: "create", tableName: metricsTableName ?? `${prefix}-metrics` };
+}
+
+/**
+ * The stage's default route throttle, sized from the clients' heartbeat (see the header): at
+ * least the ping rate itself, headroom on top unless routeThrottleRate overrides it.
+ */
+function routeThrottle(c: Reader): Pick<Settings["api"], "heartbeat" | "throttleRate" | "throttleBurst"> {
+    const dashboards = c.int("expectedDashboards", 100000, 1, 10000000);
+    const pingIntervalSeconds = c.int("pingIntervalSeconds", 60, 1, 600);
+    const headroom = c.number("routeThrottleHeadroom", 2, 1, 10);
+    const messagesPerSecond = Math.ceil(dashboards / pingIntervalSeconds);
+    // Never below 1000/s, the limit before this sizing: a small stack's developers click too.
+    const sized = Math.max(MIN_ROUTE_THROTTLE, Math.ceil((dashboards * headroom) / pingIntervalSeconds));
+    const throttleRate = c.optionalInt("routeThrottleRate", 1, 100000) ?? sized;
+    if (throttleRate > 100000) {
+        throw new ConfigError(
+            `the $default route throttle sized from expectedDashboards=${dashboards}, pingIntervalSeconds=${pingIntervalSeconds} and routeThrottleHeadroom=${headroom} is ${sized}/s, above 100000/s: raise pingIntervalSeconds`,
+        );
+    }
+    if (throttleRate < messagesPerSecond) {
+        throw new ConfigError(
+            `routeThrottleRate=${throttleRate} is below the clients' own heartbeat: ${dashboards} dashboards pinging every ${pingIntervalSeconds} s send ${messagesPerSecond} messages/s; set it to at least that (with headroom), or leave it unset`,
+        );
+    }
+    const throttleBurst = c.int("routeThrottleBurst", Math.min(throttleRate, API_GATEWAY_ACCOUNT_BURST), 1, 100000);
+    return { heartbeat: { dashboards, pingIntervalSeconds, messagesPerSecond, headroom }, throttleRate, throttleBurst };
+}
+
 export function loadSettings(source: ConfigSource, project: string, stack: string): Settings {
     const c = new Reader(source);
     const prefix = `${project}-${stack}`;
 
-    const metricsTableName = c.optional("metricsTableName");
-    const metricsStreamArn = c.optional("metricsStreamArn");
-    if (metricsTableName !== undefined && metricsStreamArn !== undefined) {
-        throw new ConfigError(
-            "set either metricsTableName (this stack creates the metrics table) or metricsStreamArn (the table is owned elsewhere), not both",
-        );
-    }
-    if (metricsStreamArn !== undefined && !/^arn:aws[a-z-]*:dynamodb:[^:]+:\d{12}:table\/[^/]+\/stream\/.+$/.test(metricsStreamArn)) {
-        throw new ConfigError(`config metricsStreamArn=${JSON.stringify(metricsStreamArn)} is not a DynamoDB stream ARN`);
-    }
-    const metrics: Settings["metrics"] =
-        metricsStreamArn !== undefined
-            ? { kind: "existing", streamArn: metricsStreamArn }
-            : { kind: "create", tableName: metricsTableName ?? `${prefix}-metrics` };
+    const metrics = metricsSource(c, prefix);
 
     const maxMessageBytes = c.int("maxMessageBytes", API_GATEWAY_MAX_MESSAGE_BYTES, 1024, API_GATEWAY_MAX_MESSAGE_BYTES);
     const queueMaxMessageBytes = c.int("queueMaxMessageBytes", SQS_MAX_MESSAGE_BYTES, 1024, SQS_MAX_MESSAGE_BYTES);
@@ -226,29 +344,69 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
     // that is still retrying inside Lambda is not handed to a second invocation meanwhile.
     const visibilityTimeoutSeconds = Math.min(6 * fanoutTimeoutSeconds, 43200);
 
+    const processorTimeoutSeconds = c.int("processorTimeoutSeconds", 300, 10, 900);
+    // Metrics are state: a change that waited longer than this behind an outage has usually been
+    // superseded, and broadcasting a backlog of them to every dashboard spends the fan-out's
+    // whole budget on old values (the stream keeps 24 h). 15 minutes is three processor timeouts,
+    // so a failing batch is still retried (bisected) before it expires; an expired batch is not
+    // lost silently: its shard and sequence range go to the stream DLQ (RecordAgeExceeded) and
+    // stream-dlq-depth alarms.
+    const maxRecordAgeSeconds = c.int("streamMaxRecordAgeSeconds", 900, 60, 86400);
+    const iteratorAgeMaxMs = c.int("iteratorAgeMaxMs", 60000, 1000, 86400000);
+    if (iteratorAgeMaxMs >= maxRecordAgeSeconds * 1000) {
+        throw new ConfigError(
+            `iteratorAgeMaxMs (${iteratorAgeMaxMs}) must be below streamMaxRecordAgeSeconds (${maxRecordAgeSeconds} s): the alarm must fire before records start to be dropped`,
+        );
+    }
+
+    const artifactBuild = c.optional("artifactBuild");
+    if (artifactBuild !== undefined && !/^[0-9a-f]{7,40}(-dirty)?$/.test(artifactBuild)) {
+        throw new ConfigError(`config artifactBuild=${JSON.stringify(artifactBuild)} is not a git commit as \`make package\` names its copies`);
+    }
+    const MAX_VERSION = 1000000000;
+    const pinned: Record<FunctionName, number | undefined> = {
+        connect: c.optionalInt("connectLiveVersion", 1, MAX_VERSION),
+        disconnect: c.optionalInt("disconnectLiveVersion", 1, MAX_VERSION),
+        message: c.optionalInt("messageLiveVersion", 1, MAX_VERSION),
+        processor: c.optionalInt("processorLiveVersion", 1, MAX_VERSION),
+        fanout: c.optionalInt("fanoutLiveVersion", 1, MAX_VERSION),
+    };
+    const liveVersions: Settings["liveVersions"] = {};
+    for (const fn of FUNCTION_NAMES) {
+        const version = pinned[fn];
+        if (version !== undefined) liveVersions[fn] = version;
+    }
+
     const settings: Settings = {
         project,
         stack,
         prefix,
         architecture: c.oneOf<Architecture>("architecture", "x86_64", ["x86_64", "arm64"]),
         artifactsDir: path.resolve(c.string("artifactsDir", path.join(__dirname, "..", "target", "lambda"))),
+        artifactBuild,
+        liveVersions,
         logLevel: c.string("logLevel", "info"),
         logRetentionDays: c.intOneOf("logRetentionDays", 30, LOG_RETENTION_DAYS),
         connections: {
             tableName: c.string("connectionsTableName", "iops-dashboard-websocket-connections"),
             indexName: c.string("connectionsIndexName", "connected-connectedAt-index"),
+            indexProjection: c.oneOf("connectionsIndexProjection", "KEYS_ONLY", ["KEYS_ONLY", "ALL"] as const),
             buckets: c.int("connectionBuckets", 1, 1, 1000),
             previousBuckets: c.int("connectionBucketsPrevious", 0, 0, 1000),
             ttlSeconds: c.int("connectionTtlSeconds", 86400, 60, 7 * 86400),
         },
         metrics,
+        stream: {
+            maxRecordAgeSeconds,
+            alwaysActive: c.bool("streamAlwaysActive", true),
+        },
         registryFunctions: {
             memoryMb: c.int("registryMemoryMb", 256, 128, 10240),
             timeoutSeconds: c.int("registryTimeoutSeconds", 10, 1, 29),
         },
         processor: {
             memoryMb: c.int("processorMemoryMb", 512, 128, 10240),
-            timeoutSeconds: c.int("processorTimeoutSeconds", 300, 10, 900),
+            timeoutSeconds: processorTimeoutSeconds,
             shardSize: c.int("fanoutShardSize", 1000, 1, 20000),
             maxMessageBytes,
             queryPageSize: c.int("queryPageSize", 0, 0, 10000),
@@ -275,8 +433,7 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
         },
         api: {
             stageName: c.string("stageName", "prod"),
-            throttleRate: c.int("routeThrottleRate", 1000, 1, 100000),
-            throttleBurst: c.int("routeThrottleBurst", 500, 1, 100000),
+            ...routeThrottle(c),
             connectThrottleRate: c.int("connectThrottleRate", 500, 1, 100000),
             connectThrottleBurst: c.int("connectThrottleBurst", 500, 1, 100000),
             loggingLevel: c.oneOf("apiLoggingLevel", "ERROR", ["ERROR", "INFO", "OFF"] as const),
@@ -284,12 +441,15 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
         },
         alarms: {
             email: c.optional("alarmEmail"),
-            iteratorAgeMaxMs: c.int("iteratorAgeMaxMs", 60000, 1000, 86400000),
+            iteratorAgeMaxMs,
             functionErrors: c.int("functionErrorsThreshold", 0, 0, 1000000),
             functionThrottles: c.int("functionThrottlesThreshold", 0, 0, 1000000),
-            failedDeliveries: c.int("failedDeliveriesThreshold", 0, 0, 100000000),
+            failedDeliveriesPercent: c.number("failedDeliveriesPercent", 1, 0, 100),
+            failedDeliveriesMinimum: c.int("failedDeliveriesThreshold", 10, 0, 100000000),
             requeuedDeliveries: c.int("requeuedDeliveriesThreshold", 10000, 0, 100000000),
             deliveryLatencyP99Ms: c.int("deliveryLatencyP99Ms", 60000, 1, 3600000),
+            // At most the fan-out queue's retention (4 days).
+            fanoutQueueAgeMaxSeconds: c.int("fanoutQueueAgeMaxSeconds", 300, 60, 4 * 86400),
             apiIntegrationErrors: c.int("apiIntegrationErrorsThreshold", 10, 0, 100000000),
             apiExecutionErrors: c.int("apiExecutionErrorsThreshold", 0, 0, 100000000),
             apiClientErrors: c.int("apiClientErrorsThreshold", 100, 0, 100000000),

@@ -1,5 +1,7 @@
-// One CloudWatch dashboard: a graph per alarm (its metric, statistic and period, with the
-// threshold drawn), then the throughput figures that explain them.
+// One CloudWatch dashboard: a graph per alarm (its metric and statistic, or its metric-math
+// expression over hidden input metrics, at the alarm's period, with the threshold drawn), then
+// the throughput figures that explain them. Every custom metric carries its catalogue
+// dimensions (Service and this stack's Stage), as the functions emit them.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -31,9 +33,18 @@ function metricRow(
     return row;
 }
 
-function emfRow<S extends Service>(service: S, name: MetricName<S>, stat = "Sum"): MetricRow {
-    const m = emf(service, name);
-    return metricRow(m.namespace, m.metricName, m.dimensions, { stat, label: `${service} ${name}` });
+/** The rows that draw an alarm's data: its metric, or its hidden inputs and the expression. */
+function alarmRows(spec: AlarmSpec): MetricRow[] {
+    if (spec.metric !== undefined) {
+        const m = spec.metric;
+        return [metricRow(m.namespace, m.metricName, m.dimensions, { label: m.metricName })];
+    }
+    const { metrics, steps = {}, expression, label } = spec.math;
+    return [
+        ...Object.entries(metrics).map(([id, m]) => metricRow(m.namespace, m.metricName, m.dimensions, { id, stat: m.stat, visible: false })),
+        ...Object.entries(steps).map(([id, step]): MetricRow => [{ id, expression: step, visible: false }]),
+        [{ id: "alarmed", expression, label }],
+    ];
 }
 
 export function dashboard(
@@ -56,6 +67,12 @@ export function dashboard(
     });
     y += 2;
 
+    const stage = settings.api.stageName;
+    const emfRow = <S extends Service>(service: S, name: MetricName<S>, stat = "Sum"): MetricRow => {
+        const m = emf(stage, service, name);
+        return metricRow(m.namespace, m.metricName, m.dimensions, { stat, label: `${service} ${name}` });
+    };
+
     specs.forEach((spec, i) => {
         widgets.push({
             type: "metric",
@@ -69,8 +86,9 @@ export function dashboard(
                 view: "timeSeries",
                 stacked: false,
                 period: spec.period,
-                stat: spec.extendedStatistic ?? spec.statistic,
-                metrics: [metricRow(spec.namespace, spec.metricName, spec.dimensions, { label: spec.metricName })],
+                // A metric-math graph gives each input its own statistic.
+                ...(spec.metric !== undefined ? { stat: spec.metric.stat } : {}),
+                metrics: alarmRows(spec),
                 annotations: { horizontal: [{ label: "alarm threshold", value: spec.threshold, color: "#d62728" }] },
             },
         });

@@ -1,14 +1,15 @@
 // The five Rust functions: each with its own log group (retention from config), its own role and
-// the environment its bin reads. The environment builders below are the one place where stack
-// settings become the variables of registry/src/config.rs and the processor and fanout bins.
-
-import * as fs from "fs";
-import * as path from "path";
+// the environment its bin reads, published as a new version on every change behind the alias
+// `live`, which is what API Gateway and the event source mappings invoke: a rollback moves the
+// alias back to an earlier version (RUNBOOK "Roll back a deploy") without a build. The
+// environment builders below are the one place where stack settings become the variables of
+// registry/src/config.rs and the processor and fanout bins.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
-import { functionLogGroupName, functionName, FunctionName, Settings } from "./config";
+import { checkedArtifact } from "./artifacts";
+import { functionLogGroupName, functionName, FunctionName, LIVE_ALIAS, Settings } from "./config";
 import { lambdaRole, ownLogGroup, Statement } from "./iam";
 
 export type Environment = Record<string, pulumi.Input<string>>;
@@ -16,14 +17,11 @@ export type Environment = Record<string, pulumi.Input<string>>;
 export interface RustFunction {
     name: string;
     function: aws.lambda.Function;
+    /** `live`: what every caller invokes (its ARN, its invoke ARN, qualifier `live`). */
+    alias: aws.lambda.Alias;
     role: aws.iam.Role;
     policy: aws.iam.RolePolicy;
     logGroup: aws.cloudwatch.LogGroup;
-}
-
-/** `target/lambda/<fn>/bootstrap.zip`, as `make package` builds it. */
-export function artifactPath(settings: Settings, fn: FunctionName): string {
-    return path.join(settings.artifactsDir, fn, "bootstrap.zip");
 }
 
 export interface RustFunctionArgs {
@@ -37,10 +35,8 @@ export interface RustFunctionArgs {
 
 export function rustFunction(settings: Settings, args: RustFunctionArgs): RustFunction {
     const name = functionName(settings, args.fn);
-    const zip = artifactPath(settings, args.fn);
-    if (!fs.existsSync(zip)) {
-        throw new Error(`${zip} is missing: run \`make package\` first (LAMBDA_ARCH=${settings.architecture})`);
-    }
+    // Exists, and is a bootstrap for this stack's architecture (a clear error otherwise).
+    const artifact = checkedArtifact(settings, args.fn);
 
     // Created before the function, so Lambda never creates it without a retention.
     const logGroup = new aws.cloudwatch.LogGroup(args.fn, {
@@ -53,20 +49,50 @@ export function rustFunction(settings: Settings, args: RustFunctionArgs): RustFu
         args.fn,
         {
             name,
+            // Published with each version: `aws lambda list-versions-by-function` shows which
+            // commit every version runs (the rollback procedure picks versions by it).
+            description: `${name} build ${artifact.build ?? "unknown"} ${settings.architecture}`,
             runtime: "provided.al2023",
             handler: "bootstrap",
             architectures: [settings.architecture],
-            code: new pulumi.asset.FileArchive(zip),
+            code: new pulumi.asset.FileArchive(artifact.zip),
             role: role.arn,
             memorySize: args.memoryMb,
             timeout: args.timeoutSeconds,
             environment: { variables: args.environment },
-            // Text: the functions write their own JSON log lines and EMF documents to stdout.
-            loggingConfig: { logFormat: "Text", logGroup: logGroup.name },
+            // JSON: Lambda then sets AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL, which the
+            // functions honour (platform/src/telemetry/logs.rs), so the application log level can
+            // be changed from the console without a deploy. The functions write their own JSON
+            // lines and EMF documents; a custom runtime's lines pass through as written.
+            loggingConfig: {
+                logFormat: "JSON",
+                applicationLogLevel: lambdaLogLevel(settings.logLevel),
+                systemLogLevel: "INFO",
+                logGroup: logGroup.name,
+            },
+            // Every change of code or configuration becomes an immutable, numbered version.
+            publish: true,
         },
         { dependsOn: [logGroup, policy] },
     );
-    return { name, function: fn, role, policy, logGroup };
+    const alias = new aws.lambda.Alias(args.fn, {
+        name: LIVE_ALIAS,
+        functionName: fn.name,
+        // The version just published, unless config pins an earlier one (a rollback).
+        functionVersion: settings.liveVersions[args.fn] !== undefined ? String(settings.liveVersions[args.fn]) : fn.version,
+        description: `What API Gateway and the event source mappings invoke; RUNBOOK "Roll back a deploy" moves it`,
+    });
+    return { name, function: fn, alias, role, policy, logGroup };
+}
+
+/**
+ * Lambda's application log level for a RUST_LOG-style setting: its default level (the part
+ * before any per-crate directive), upper case.
+ */
+export function lambdaLogLevel(rustLog: string): string {
+    const base = rustLog.split(",").map((d) => d.trim()).find((d) => d !== "" && !d.includes("=")) ?? "info";
+    const level = base.toUpperCase();
+    return ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"].includes(level) ? level : "INFO";
 }
 
 /** connect, disconnect, message: registry/src/config.rs `RegistryConfig`. */
@@ -74,6 +100,9 @@ export function registryEnvironment(settings: Settings, tableName: pulumi.Input<
     const c = settings.connections;
     return {
         RUST_LOG: settings.logLevel,
+        // The `Stage` dimension of every EMF document (metrics.json), the stage the alarms and
+        // the dashboard read: two stacks in one account never mix their metrics.
+        STAGE: settings.api.stageName,
         CONNECTIONS_TABLE_NAME: tableName,
         CONNECTIONS_INDEX_NAME: c.indexName,
         CONNECTION_BUCKETS: String(c.buckets),

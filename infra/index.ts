@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { alarms, alarmSpecs, alarmTopic } from "./alarms";
 import { websocketApi } from "./api";
-import { loadSettings } from "./config";
+import { LIVE_ALIAS, loadSettings } from "./config";
 import { dashboard } from "./dashboard";
 import { allow } from "./iam";
 import { fanoutEnvironment, processorEnvironment, registryEnvironment, rustFunction } from "./functions";
@@ -70,13 +70,12 @@ const fanout = rustFunction(settings, {
     timeoutSeconds: settings.fanout.timeoutSeconds,
     environment: fanoutEnvironment(settings, table.name, queues.fanout.url, ws.managementEndpoint),
     statements: () => [
-        allow(
-            "ConsumeFanoutJobs",
-            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
-            [queues.fanout.arn],
-        ),
+        // What the queue mapping polls with (the function's role): Lambda needs exactly these
+        // three (AWSLambdaSQSQueueExecutionRole); the code itself never receives or deletes.
+        allow("ConsumeFanoutJobs", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queues.fanout.arn]),
         allow("RequeueFanoutJobs", ["sqs:SendMessage"], [queues.fanout.arn]),
-        allow("DeleteGoneConnections", ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem"], [table.arn]),
+        // Gone connections are deleted in batches (Registry::remove_many -> BatchWriteItem), never one by one.
+        allow("DeleteGoneConnections", ["dynamodb:BatchWriteItem"], [table.arn]),
         allow("PostToConnections", ["execute-api:ManageConnections"], ws.manageConnectionsArns),
     ],
 });
@@ -107,6 +106,8 @@ export const fanoutDlqName = queues.fanoutDlq.name;
 export const fanoutDlqUrl = queues.fanoutDlq.url;
 export const streamDlqName = queues.streamDlq.name;
 export const streamDlqUrl = queues.streamDlq.url;
+/** The alias every caller invokes (RUNBOOK "Roll back a deploy" moves it). */
+export const liveAlias = LIVE_ALIAS;
 export const functionNames = {
     connect: connect.name,
     disconnect: disconnect.name,

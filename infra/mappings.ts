@@ -1,4 +1,5 @@
 // The event source mappings: the metrics stream -> processor, and the fan-out queue -> fanout.
+// Both invoke the function's `live` alias, so a rollback of the alias (RUNBOOK) moves them too.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -15,10 +16,10 @@ export function streamMapping(
     return new aws.lambda.EventSourceMapping(
         "processor-stream",
         {
-            functionName: processor.function.arn,
+            functionName: processor.alias.arn,
             eventSourceArn: streamArn,
-            // Off: no new broadcasts; the stream keeps records 24 h and the mapping resumes from
-            // its checkpoint when switched on again.
+            // Off: no new broadcasts; the mapping resumes from its checkpoint when switched on
+            // again, skipping (to the stream DLQ) records older than maximumRecordAgeInSeconds.
             enabled: settings.switches.broadcasts,
             startingPosition: STREAM_MAPPING.startingPosition,
             batchSize: STREAM_MAPPING.batchSize,
@@ -27,9 +28,16 @@ export function streamMapping(
             // A failing batch is split in halves until the bad record is alone ...
             bisectBatchOnFunctionError: STREAM_MAPPING.bisectBatchOnFunctionError,
             maximumRetryAttempts: STREAM_MAPPING.maximumRetryAttempts,
-            // ... and after the retries its shard position goes to the stream DLQ.
+            // Records older than this are not broadcast at all: after an outage the backlog is
+            // stale state, not news (config.ts has the reasoning for the default).
+            maximumRecordAgeInSeconds: settings.stream.maxRecordAgeSeconds,
+            // ... and after the retries, or past that age, the batch's shard position goes to
+            // the stream DLQ (RUNBOOK: stream-dlq-depth, "Replay failed stream batches").
             destinationConfig: { onFailure: { destinationArn: onFailureArn } },
-            // The processor reports the first failed record; the batch resumes from there.
+            // The processor never reports single records: it succeeds with an empty
+            // batchItemFailures, or fails the whole invocation (a Query or SendMessage failed),
+            // and Lambda retries the whole batch, bisecting it. Kept on so that an empty
+            // response is read as "all done" and a future per-record report is honoured.
             functionResponseTypes: ["ReportBatchItemFailures"],
         },
         // The mapping is validated against the role's permissions when it is created.
@@ -41,7 +49,7 @@ export function queueMapping(settings: Settings, fanout: RustFunction, queueArn:
     return new aws.lambda.EventSourceMapping(
         "fanout-queue",
         {
-            functionName: fanout.function.arn,
+            functionName: fanout.alias.arn,
             eventSourceArn: queueArn,
             // Off: FanoutJobs wait in the queue (retention 4 days) and nothing is posted.
             enabled: settings.switches.deliveries,

@@ -6,11 +6,19 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 
+import { alarmSpecs } from "../alarms";
+import { artifactPath } from "../artifacts";
 import { ConfigError, loadSettings, Settings } from "../config";
-import { artifactPath, rustFunction } from "../functions";
+import { lambdaLogLevel, rustFunction } from "../functions";
 
+const STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/iops-metrics/stream/2025-06-01T00:00:00.000";
+
+/** A production stack: it names its metrics source, as it must. */
 const load = (values: Record<string, string> = {}): Settings =>
-    loadSettings({ get: (key) => values[key] }, "iops-ws", "prod");
+    loadSettings({ get: (key) => ({ metricsStreamArn: STREAM_ARN, ...values })[key] }, "iops-ws", "prod");
+/** Exactly the given values, nothing added. */
+const loadOnly = (values: Record<string, string>): Settings => loadSettings({ get: (key) => values[key] }, "iops-ws", "prod");
+const configError = (message: RegExp) => (e: unknown) => e instanceof ConfigError && message.test(e.message);
 
 describe("settings", () => {
     it("default to the seed and the Rust code's defaults", () => {
@@ -23,8 +31,12 @@ describe("settings", () => {
             buckets: 1,
             previousBuckets: 0,
             ttlSeconds: 86400,
+            indexProjection: "KEYS_ONLY",
         });
-        assert.deepEqual(s.metrics, { kind: "create", tableName: "iops-ws-prod-metrics" });
+        assert.deepEqual(s.metrics, { kind: "existing", streamArn: STREAM_ARN });
+        assert.deepEqual(s.stream, { maxRecordAgeSeconds: 900, alwaysActive: true });
+        assert.deepEqual(s.liveVersions, {});
+        assert.equal(s.artifactBuild, undefined);
         assert.equal(s.processor.shardSize, 1000);
         assert.equal(s.processor.maxMessageBytes, 131072);
         assert.equal(s.queue.maxMessageBytes, 1048576);
@@ -45,7 +57,8 @@ describe("settings", () => {
     });
 
     const rejected: [string, Record<string, string>, RegExp][] = [
-        ["both metrics sources", { metricsTableName: "m", metricsStreamArn: "arn:aws:dynamodb:us-east-1:123456789012:table/m/stream/x" }, /not both/],
+        ["both metrics sources", { createMetricsTable: "true" }, /not both/],
+        ["a created table's name beside a stream ARN", { metricsTableName: "m" }, /metricsTableName .*createMetricsTable true/],
         ["a stream ARN that is not one", { metricsStreamArn: "arn:aws:dynamodb:us-east-1:123456789012:table/m" }, /metricsStreamArn/],
         ["0 buckets", { connectionBuckets: "0" }, /connectionBuckets=0 must be between 1 and 1000/],
         ["1001 buckets", { connectionBuckets: "1001" }, /connectionBuckets=1001/],
@@ -64,12 +77,73 @@ describe("settings", () => {
         ["another architecture", { architecture: "riscv64" }, /architecture/],
         ["a stage name with a dash", { stageName: "pre-prod" }, /stageName/],
         ["a boolean that is not one", { manageApiGatewayAccount: "yes" }, /manageApiGatewayAccount/],
+        ["a record age under Lambda's minimum", { streamMaxRecordAgeSeconds: "59" }, /streamMaxRecordAgeSeconds=59 must be between 60 and 86400/],
+        ["a record age past the stream's 24 h", { streamMaxRecordAgeSeconds: "86401" }, /streamMaxRecordAgeSeconds/],
+        ["an iterator age alarm that fires only after records are dropped", { streamMaxRecordAgeSeconds: "60", iteratorAgeMaxMs: "60000" }, /iteratorAgeMaxMs \(60000\) must be below streamMaxRecordAgeSeconds \(60 s\)/],
+        ["a route throttle below the clients' heartbeat", { routeThrottleRate: "1000" }, /routeThrottleRate=1000 is below the clients' own heartbeat: 100000 dashboards pinging every 60 s send 1667 messages\/s/],
+        ["a sized throttle over 100000/s", { expectedDashboards: "10000000", pingIntervalSeconds: "60" }, /above 100000\/s/],
+        ["a headroom under 1", { routeThrottleHeadroom: "0.5" }, /routeThrottleHeadroom=0.5 must be between 1 and 10/],
+        ["a headroom that is not a number", { routeThrottleHeadroom: "2x" }, /routeThrottleHeadroom="2x" is not a number/],
+        ["a ping interval past the 10-minute idle timeout", { pingIntervalSeconds: "601" }, /pingIntervalSeconds/],
+        ["a failure ratio over 100%", { failedDeliveriesPercent: "101" }, /failedDeliveriesPercent/],
+        ["a live version 0", { fanoutLiveVersion: "0" }, /fanoutLiveVersion=0 must be between 1/],
+        ["a live version that is not a number", { processorLiveVersion: "$LATEST" }, /processorLiveVersion="\$LATEST" is not an integer/],
+        ["a build that is not a commit", { artifactBuild: "main" }, /artifactBuild="main" is not a git commit/],
+        ["an index projection the program cannot keep", { connectionsIndexProjection: "INCLUDE" }, /connectionsIndexProjection/],
     ];
     for (const [what, values, message] of rejected) {
         it(`reject ${what}`, () => {
-            assert.throws(() => load(values), (e: unknown) => e instanceof ConfigError && message.test(e.message));
+            assert.throws(() => load(values), configError(message));
         });
     }
+});
+
+describe("the metrics source", () => {
+    it("must be named: a stack with neither a stream ARN nor createMetricsTable is a config error", () => {
+        assert.throws(() => loadOnly({}), configError(/no metrics source: set metricsStreamArn .* or createMetricsTable true/));
+    });
+
+    it("is never an empty table created by default: a table name alone is an error too", () => {
+        assert.throws(() => loadOnly({ metricsTableName: "m" }), configError(/createMetricsTable is not/));
+        assert.throws(() => loadOnly({ createMetricsTable: "false" }), configError(/no metrics source/));
+    });
+
+    it("a demo stack creates its table when asked, named by default or by metricsTableName", () => {
+        assert.deepEqual(loadOnly({ createMetricsTable: "true" }).metrics, { kind: "create", tableName: "iops-ws-prod-metrics" });
+        assert.deepEqual(loadOnly({ createMetricsTable: "true", metricsTableName: "m" }).metrics, { kind: "create", tableName: "m" });
+    });
+});
+
+describe("the $default route throttle", () => {
+    it("is sized from the heartbeat: dashboards / ping interval x headroom", () => {
+        const s = load();
+        assert.deepEqual(s.api.heartbeat, { dashboards: 100000, pingIntervalSeconds: 60, messagesPerSecond: 1667, headroom: 2 });
+        assert.equal(s.api.throttleRate, 3334);
+        assert.ok(s.api.throttleRate > s.api.heartbeat.messagesPerSecond);
+        assert.equal(s.api.throttleBurst, 3334);
+    });
+
+    it("follows the configured fleet and interval", () => {
+        const s = load({ expectedDashboards: "1000000", pingIntervalSeconds: "300", routeThrottleHeadroom: "1.5" });
+        assert.equal(s.api.heartbeat.messagesPerSecond, 3334);
+        assert.equal(s.api.throttleRate, 5000);
+        // The burst never exceeds the account's (5,000 by default).
+        assert.equal(load({ expectedDashboards: "1000000", pingIntervalSeconds: "60" }).api.throttleBurst, 5000);
+    });
+
+    it("is never below 1000/s, and an explicit rate at or above the heartbeat wins", () => {
+        assert.equal(load({ expectedDashboards: "100" }).api.throttleRate, 1000);
+        assert.equal(load({ routeThrottleRate: "1667", routeThrottleBurst: "800" }).api.throttleRate, 1667);
+        assert.equal(load({ routeThrottleRate: "1667", routeThrottleBurst: "800" }).api.throttleBurst, 800);
+    });
+});
+
+describe("rollback settings", () => {
+    it("pin each function's live alias to a version, and pick a per-commit build", () => {
+        const s = load({ fanoutLiveVersion: "12", processorLiveVersion: "9", artifactBuild: "0123456789ab-dirty" });
+        assert.deepEqual(s.liveVersions, { processor: 9, fanout: 12 });
+        assert.equal(s.artifactBuild, "0123456789ab-dirty");
+    });
 });
 
 describe("the stack files", () => {
@@ -90,23 +164,56 @@ describe("the stack files", () => {
         for (const key of Object.keys(values)) assert.ok(readKeys.includes(key), `unknown key iops-ws:${key}`);
         assert.match(yaml, /^ {2}aws:region: \S+$/m);
         const s = loadSettings({ get: (key) => values[key] }, "iops-ws", "dev");
+        // The example stack is a demo: it creates its table, explicitly.
+        assert.equal(values.createMetricsTable, "true");
         assert.deepEqual(s.metrics, { kind: "create", tableName: values.metricsTableName });
+    });
+
+    it("Pulumi.yaml refreshes before every update (plain `pulumi up` does not undo hand changes)", () => {
+        const yaml = fs.readFileSync(path.join(__dirname, "..", "Pulumi.yaml"), "utf8");
+        assert.match(yaml, /^options:\n(?: {2}#.*\n)* {2}refresh: always$/m);
     });
 });
 
 describe("artifacts", () => {
-    it("are cargo-lambda's target/lambda/<fn>/bootstrap.zip", () => {
+    it("are cargo-lambda's target/lambda/<fn>/bootstrap.zip, or package.sh's per-commit copy", () => {
         const s = load();
         assert.equal(artifactPath(s, "fanout"), path.join(s.artifactsDir, "fanout", "bootstrap.zip"));
+        const pinned = load({ artifactBuild: "0123456789ab", architecture: "arm64" });
+        assert.equal(artifactPath(pinned, "fanout"), path.join(pinned.artifactsDir, "fanout", "bootstrap-0123456789ab-arm64.zip"));
     });
 
-    it("missing ones stop the program with the command that builds them", () => {
+    it("missing ones stop the program with the command that builds them, for the stack's architecture", () => {
         const empty = fs.mkdtempSync(path.join(os.tmpdir(), "iops-ws-empty-"));
         after(() => fs.rmSync(empty, { recursive: true, force: true }));
-        const s = load({ artifactsDir: empty });
+        const s = load({ artifactsDir: empty, architecture: "arm64" });
         assert.throws(
             () => rustFunction(s, { fn: "connect", memoryMb: 128, timeoutSeconds: 3, environment: {}, statements: () => [] }),
-            /connect\/bootstrap\.zip is missing: run `make package`/,
+            /connect\/bootstrap\.zip is missing: run `LAMBDA_ARCH=arm64 make package`/,
         );
+    });
+});
+
+describe("missing data on the processor's iterator age", () => {
+    const missing = (values: Record<string, string>) =>
+        alarmSpecs(load(values), { apiId: "a1b2c3d4e5", stageName: "prod" }).find((a) => a.name === "processor-iterator-age")?.treatMissingData;
+
+    it("is an alarm on a stream that is always written: the mapping stopped", () => {
+        assert.equal(missing({}), "breaching");
+    });
+
+    it("is quiet on a demo stack's idle stream, and while broadcasts are switched off on purpose", () => {
+        assert.equal(missing({ streamAlwaysActive: "false" }), "notBreaching");
+        assert.equal(missing({ broadcastsEnabled: "false" }), "notBreaching");
+    });
+});
+
+describe("Lambda's application log level", () => {
+    it("is the default level of the RUST_LOG setting, upper case", () => {
+        assert.equal(lambdaLogLevel("info"), "INFO");
+        assert.equal(lambdaLogLevel("debug,aws_smithy_runtime=warn"), "DEBUG");
+        assert.equal(lambdaLogLevel("fanout=debug,warn"), "WARN");
+        assert.equal(lambdaLogLevel("fanout=debug"), "INFO");
+        assert.equal(lambdaLogLevel("loud"), "INFO");
     });
 });

@@ -1,6 +1,8 @@
 // Runs the Pulumi program (index.ts) against Pulumi's mocks: no CLI, no cloud. Every resource
-// the program registers is recorded with the inputs it was given; the mocks answer with the
-// attributes AWS would (ARNs, URLs, ids), so tests can check that one resource names another.
+// the program registers is recorded with the inputs it was given and the options the engine
+// would receive (its direct dependencies, protect, retainOnDelete); the mocks answer with the
+// attributes AWS would (ARNs, URLs, ids, published versions), so tests can check that one
+// resource names another, and that one is created before another.
 
 import * as fs from "fs";
 import * as os from "os";
@@ -8,17 +10,23 @@ import * as path from "path";
 
 import * as pulumi from "@pulumi/pulumi";
 
+import { writeLambdaZip } from "./fixtures";
+
 export const PROJECT = "iops-ws";
 export const REGION = "us-east-1";
 export const ACCOUNT = "123456789012";
 export const API_ID = "a1b2c3d4e5";
 export const FUNCTIONS = ["connect", "disconnect", "message", "processor", "fanout"] as const;
+/** The version the mocked Lambda publishes. */
+export const PUBLISHED_VERSION = "7";
 
 export interface Recorded {
     type: string;
     name: string;
     inputs: Record<string, any>;
     state: Record<string, any>;
+    /** What the engine is told: direct dependencies (as `type::name`) and lifecycle options. */
+    options: { dependsOn: string[]; protect: boolean; retainOnDelete: boolean };
 }
 
 export interface Statement {
@@ -37,6 +45,8 @@ export interface Program {
     one(type: string, name: string): Recorded;
     /** The statements of the inline policy of the role named `name`. */
     statements(name: string): Statement[];
+    /** Whether the engine creates `b` (type, name) before `a`: `b` is a direct dependency of `a`. */
+    dependsOn(a: [string, string], b: [string, string]): boolean;
 }
 
 function attributes(type: string, name: string, inputs: Record<string, any>): { id: string; state: Record<string, any> } {
@@ -73,12 +83,27 @@ function attributes(type: string, name: string, inputs: Record<string, any>): { 
             };
         case "aws:lambda/function:Function": {
             const fnArn = arn("lambda", `function:${physical}`);
+            // `publish: true` makes Lambda number a version; otherwise only $LATEST exists.
+            const version = inputs.publish ? PUBLISHED_VERSION : "$LATEST";
             return {
                 id: physical,
                 state: {
                     ...inputs,
                     arn: fnArn,
+                    version,
+                    qualifiedArn: `${fnArn}:${version}`,
                     invokeArn: `arn:aws:apigateway:${REGION}:lambda:path/2015-03-31/functions/${fnArn}/invocations`,
+                },
+            };
+        }
+        case "aws:lambda/alias:Alias": {
+            const aliasArn = `${arn("lambda", `function:${inputs.functionName}`)}:${physical}`;
+            return {
+                id: aliasArn,
+                state: {
+                    ...inputs,
+                    arn: aliasArn,
+                    invokeArn: `arn:aws:apigateway:${REGION}:lambda:path/2015-03-31/functions/${aliasArn}/invocations`,
                 },
             };
         }
@@ -93,15 +118,29 @@ function attributes(type: string, name: string, inputs: Record<string, any>): { 
     }
 }
 
-/** Fake `bootstrap.zip`s, so the program's check that `make package` ran passes. */
-export function fakeArtifacts(): string {
+/**
+ * `<fn>/bootstrap.zip`s as `make package` leaves them: real zips whose `bootstrap` is an ELF
+ * header for `arch`, with package.sh's manifest when `git` is given.
+ */
+export function fakeArtifacts(arch: "x86_64" | "arm64" = "x86_64", git?: string): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "iops-ws-artifacts-"));
     process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
     for (const fn of FUNCTIONS) {
-        fs.mkdirSync(path.join(dir, fn));
-        fs.writeFileSync(path.join(dir, fn, "bootstrap.zip"), "not a zip");
+        writeLambdaZip(dir, fn, arch);
+        if (git !== undefined) {
+            fs.writeFileSync(path.join(dir, fn, "bootstrap.json"), JSON.stringify({ function: fn, arch, git }));
+        }
     }
     return dir;
+}
+
+/** The parts of the engine's RegisterResourceRequest the harness reads. */
+interface RegisterRequest {
+    getType(): string;
+    getName(): string;
+    getDependenciesList(): string[];
+    getProtect(): boolean | undefined;
+    getRetainondelete(): boolean | undefined;
 }
 
 function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
@@ -134,6 +173,7 @@ async function settle(resources: Recorded[]): Promise<void> {
  */
 export async function runProgram(config: Record<string, string>, stack = "test"): Promise<Program> {
     const resources: Recorded[] = [];
+    const options = new Map<string, Recorded["options"]>();
     pulumi.runtime.setAllConfig(
         Object.fromEntries(Object.entries(config).map(([k, v]) => [k.includes(":") ? k : `${PROJECT}:${k}`, v])),
     );
@@ -141,7 +181,8 @@ export async function runProgram(config: Record<string, string>, stack = "test")
         {
             newResource(args: pulumi.runtime.MockResourceArgs) {
                 const { id, state } = attributes(args.type, args.name, args.inputs);
-                resources.push({ type: args.type, name: args.name, inputs: args.inputs, state });
+                const recorded = options.get(`${args.type}::${args.name}`) ?? { dependsOn: [], protect: false, retainOnDelete: false };
+                resources.push({ type: args.type, name: args.name, inputs: args.inputs, state, options: recorded });
                 return { id, state };
             },
             call(args: pulumi.runtime.MockCallArgs) {
@@ -155,6 +196,21 @@ export async function runProgram(config: Record<string, string>, stack = "test")
         stack,
         false,
     );
+    // The mock monitor sees the engine's request, which the mocks' callback does not: record the
+    // dependencies (explicit dependsOn and the resources whose outputs are inputs) and options.
+    const monitor = pulumi.runtime.getMonitor() as unknown as {
+        registerResource(req: RegisterRequest, callback: unknown): unknown;
+    };
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: RegisterRequest, callback: unknown) => {
+        options.set(`${req.getType()}::${req.getName()}`, {
+            // urn:pulumi:<stack>::<project>::<type>::<name>
+            dependsOn: req.getDependenciesList().map((urn) => urn.split("::").slice(-2).join("::")),
+            protect: req.getProtect() === true,
+            retainOnDelete: req.getRetainondelete() === true,
+        });
+        return register(req, callback);
+    };
     const program: Record<string, unknown> = await import("../index");
     const outputs = (await resolveDeep({ ...program })) as Record<string, any>;
     await settle(resources);
@@ -171,6 +227,7 @@ export async function runProgram(config: Record<string, string>, stack = "test")
         all,
         one,
         statements: (name: string) => JSON.parse(one("aws:iam/rolePolicy:RolePolicy", name).inputs.policy).Statement,
+        dependsOn: ([aType, aName], [bType, bName]) => one(aType, aName).options.dependsOn.includes(`${bType}::${bName}`),
     };
 }
 

@@ -1,10 +1,11 @@
-// The program with its defaults (stack `test`, which creates the metrics table): every value the
-// functions, the mappings and the on-call engineer rely on, checked against Pulumi's mocks.
+// The program with its defaults (stack `test`, a demo stack that creates the metrics table):
+// every value the functions, the mappings and the on-call engineer rely on, and the order the
+// engine creates things in, checked against Pulumi's mocks.
 
 import * as assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 
-import { ACCOUNT, API_ID, fakeArtifacts, FUNCTIONS, grants, Program, REGION, runProgram } from "./harness";
+import { ACCOUNT, API_ID, fakeArtifacts, FUNCTIONS, grants, Program, PUBLISHED_VERSION, REGION, runProgram } from "./harness";
 
 const PREFIX = "iops-ws-test";
 const TABLE = "iops-dashboard-websocket-connections";
@@ -20,16 +21,25 @@ const ENDPOINT = `https://${API_ID}.execute-api.${REGION}.amazonaws.com/prod`;
 const EXECUTION_ARN = `arn:aws:execute-api:${REGION}:${ACCOUNT}:${API_ID}`;
 const TOPIC_ARN = `arn:aws:sns:${REGION}:${ACCOUNT}:${PREFIX}-alarms`;
 const fnArn = (fn: string) => `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${PREFIX}-${fn}`;
+const aliasArn = (fn: string) => `${fnArn(fn)}:live`;
+const BUILD = "0123456789ab";
 const logGroupArn = (fn: string) => `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:/aws/lambda/${PREFIX}-${fn}`;
 
 const FUNCTION = "aws:lambda/function:Function";
 const MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping";
 const QUEUE = "aws:sqs/queue:Queue";
 const ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm";
+const TABLE_TYPE = "aws:dynamodb/table:Table";
+const ALIAS = "aws:lambda/alias:Alias";
 
 let p: Program;
 before(async () => {
-    p = await runProgram({ artifactsDir: fakeArtifacts(), fanoutMaxConcurrency: "37", alarmEmail: "oncall@example.com" });
+    p = await runProgram({
+        artifactsDir: fakeArtifacts("x86_64", BUILD),
+        createMetricsTable: "true",
+        fanoutMaxConcurrency: "37",
+        alarmEmail: "oncall@example.com",
+    });
 });
 
 describe("connections table", () => {
@@ -58,6 +68,12 @@ describe("connections table", () => {
         assert.deepEqual(t.pointInTimeRecovery, { enabled: true });
         assert.equal(t.streamEnabled, undefined);
     });
+
+    it("is protected: deletion protection, and Pulumi neither deletes nor replaces it", () => {
+        const t = p.one(TABLE_TYPE, "connections");
+        assert.equal(t.inputs.deletionProtectionEnabled, true);
+        assert.deepEqual([t.options.protect, t.options.retainOnDelete], [true, true]);
+    });
 });
 
 describe("metrics table", () => {
@@ -70,13 +86,19 @@ describe("metrics table", () => {
         assert.equal(t.streamViewType, "NEW_AND_OLD_IMAGES");
         assert.equal(p.outputs.metricsStreamArn, METRICS_STREAM_ARN);
     });
+
+    it("is protected as the connections table is", () => {
+        const t = p.one(TABLE_TYPE, "metrics");
+        assert.equal(t.inputs.deletionProtectionEnabled, true);
+        assert.deepEqual([t.options.protect, t.options.retainOnDelete], [true, true]);
+    });
 });
 
 describe("event source mappings", () => {
-    it("stream -> processor: batch 100, window 5 s, bisect, 3 retries, on-failure DLQ, partial failures", () => {
+    it("stream -> processor's live alias: batch 100, window 5 s, bisect, 3 retries, 15 min record age, on-failure DLQ", () => {
         const m = p.one(MAPPING, "processor-stream").inputs;
         assert.deepEqual(m, {
-            functionName: fnArn("processor"),
+            functionName: aliasArn("processor"),
             eventSourceArn: METRICS_STREAM_ARN,
             startingPosition: "LATEST",
             batchSize: 100,
@@ -85,15 +107,16 @@ describe("event source mappings", () => {
             enabled: true,
             bisectBatchOnFunctionError: true,
             maximumRetryAttempts: 3,
+            maximumRecordAgeInSeconds: 900,
             destinationConfig: { onFailure: { destinationArn: sqsArn(STREAM_DLQ) } },
             functionResponseTypes: ["ReportBatchItemFailures"],
         });
     });
 
-    it("queue -> fanout: partial failures, maximum concurrency from config", () => {
+    it("queue -> fanout's live alias: partial failures, maximum concurrency from config", () => {
         const m = p.one(MAPPING, "fanout-queue").inputs;
         assert.deepEqual(m, {
-            functionName: fnArn("fanout"),
+            functionName: aliasArn("fanout"),
             eventSourceArn: sqsArn(FANOUT_QUEUE),
             enabled: true,
             batchSize: 1,
@@ -138,8 +161,15 @@ describe("functions", () => {
             assert.equal(f.handler, "bootstrap");
             assert.deepEqual(f.architectures, ["x86_64"]);
             assert.equal(f.role, `arn:aws:iam::${ACCOUNT}:role/${PREFIX}-${fn}`);
-            assert.deepEqual(f.loggingConfig, { logFormat: "Text", logGroup: `/aws/lambda/${PREFIX}-${fn}` });
+            assert.deepEqual(f.loggingConfig, {
+                logFormat: "JSON",
+                applicationLogLevel: "INFO",
+                systemLogLevel: "INFO",
+                logGroup: `/aws/lambda/${PREFIX}-${fn}`,
+            });
             roles.add(f.role);
+            // The commit of the zip (package.sh's manifest), so every version says what it runs.
+            assert.equal(f.description, `${PREFIX}-${fn} build ${BUILD} x86_64`);
             const lg = p.one("aws:cloudwatch/logGroup:LogGroup", fn).inputs;
             assert.equal(lg.name, `/aws/lambda/${PREFIX}-${fn}`);
             assert.equal(lg.retentionInDays, 30);
@@ -147,10 +177,23 @@ describe("functions", () => {
         assert.equal(roles.size, FUNCTIONS.length);
     });
 
-    it("every function's environment names the real table, index, queue and endpoint", () => {
+    it("publish a version on every change, which the alias `live` points at", () => {
+        for (const fn of FUNCTIONS) {
+            assert.equal(p.one(FUNCTION, fn).inputs.publish, true, fn);
+            const alias = p.one(ALIAS, fn).inputs;
+            assert.equal(alias.name, "live");
+            assert.equal(alias.functionName, `${PREFIX}-${fn}`);
+            assert.equal(alias.functionVersion, PUBLISHED_VERSION);
+        }
+        assert.equal(p.outputs.liveAlias, "live");
+    });
+
+    it("every function's environment names the real table, index, queue, endpoint and stage", () => {
         const env = (fn: string) => p.one(FUNCTION, fn).inputs.environment.variables;
         const registry = {
             RUST_LOG: "info",
+            // The `Stage` dimension of every EMF metric: the stage the alarms read.
+            STAGE: "prod",
             CONNECTIONS_TABLE_NAME: TABLE,
             CONNECTIONS_INDEX_NAME: INDEX,
             CONNECTION_BUCKETS: "1",
@@ -183,6 +226,7 @@ describe("functions", () => {
         assert.equal(env("fanout").FANOUT_QUEUE_URL, p.outputs.fanoutQueueUrl);
         assert.equal(env("connect").CONNECTIONS_TABLE_NAME, p.outputs.connectionsTableName);
         assert.equal(env("fanout").WEBSOCKET_API_ENDPOINT, p.outputs.managementEndpoint);
+        for (const fn of FUNCTIONS) assert.equal(env(fn).STAGE, p.outputs.stageName, fn);
     });
 });
 
@@ -209,14 +253,11 @@ describe("IAM", () => {
             "sqs:ReceiveMessage": [sqsArn(FANOUT_QUEUE)],
             "sqs:DeleteMessage": [sqsArn(FANOUT_QUEUE)],
             "sqs:GetQueueAttributes": [sqsArn(FANOUT_QUEUE)],
-            "sqs:ChangeMessageVisibility": [sqsArn(FANOUT_QUEUE)],
             "sqs:SendMessage": [sqsArn(FANOUT_QUEUE)],
+            // Gone connections go in BatchWriteItem deletes (Registry::remove_many), never DeleteItem.
             "dynamodb:BatchWriteItem": [TABLE_ARN],
-            "dynamodb:DeleteItem": [TABLE_ARN],
-            "execute-api:ManageConnections": [
-                `${EXECUTION_ARN}/prod/DELETE/@connections/*`,
-                `${EXECUTION_ARN}/prod/POST/@connections/*`,
-            ],
+            // PostToConnection only: nothing calls DeleteConnection.
+            "execute-api:ManageConnections": [`${EXECUTION_ARN}/prod/POST/@connections/*`],
         },
     };
 
@@ -245,12 +286,12 @@ describe("IAM", () => {
         assert.deepEqual(p.all("aws:iam/rolePolicyAttachment:RolePolicyAttachment"), []);
     });
 
-    it("ManageConnections is granted to fanout only, on this stage's POST and DELETE only", () => {
+    it("ManageConnections is granted to fanout only, on this stage's POST only", () => {
         for (const fn of FUNCTIONS) {
             const granted = grants(p.statements(fn))["execute-api:ManageConnections"];
             if (fn === "fanout") {
-                for (const arn of granted) assert.match(arn, new RegExp(`^${EXECUTION_ARN}/prod/(POST|DELETE)/@connections/\\*$`));
-                assert.equal(granted.length, 2);
+                for (const arn of granted) assert.match(arn, new RegExp(`^${EXECUTION_ARN}/prod/POST/@connections/\\*$`));
+                assert.equal(granted.length, 1);
             } else {
                 assert.equal(granted, undefined, fn);
             }
@@ -259,7 +300,7 @@ describe("IAM", () => {
 });
 
 describe("WebSocket API", () => {
-    it("routes $connect, $disconnect and $default to their functions through Lambda proxy integrations", () => {
+    it("routes $connect, $disconnect and $default to their functions' live aliases through Lambda proxy integrations", () => {
         const api = p.one("aws:apigatewayv2/api:Api", "websocket").inputs;
         assert.equal(api.protocolType, "WEBSOCKET");
         assert.equal(api.routeSelectionExpression, "$request.body.action");
@@ -274,11 +315,13 @@ describe("WebSocket API", () => {
             assert.equal(integration.integrationMethod, "POST");
             assert.equal(
                 integration.integrationUri,
-                `arn:aws:apigateway:${REGION}:lambda:path/2015-03-31/functions/${fnArn(fn)}/invocations`,
+                `arn:aws:apigateway:${REGION}:lambda:path/2015-03-31/functions/${aliasArn(fn)}/invocations`,
             );
             const permission = p.one("aws:lambda/permission:Permission", fn).inputs;
             assert.equal(permission.action, "lambda:InvokeFunction");
             assert.equal(permission.function, `${PREFIX}-${fn}`);
+            // The resource policy is on the alias API Gateway invokes.
+            assert.equal(permission.qualifier, "live");
             assert.equal(permission.principal, "apigateway.amazonaws.com");
             assert.equal(permission.sourceArn, `${EXECUTION_ARN}/prod/${routeKey}`);
         }
@@ -296,9 +339,10 @@ describe("WebSocket API", () => {
         const stage = p.one("aws:apigatewayv2/stage:Stage", "stage").inputs;
         assert.equal(stage.name, "prod");
         assert.equal(stage.autoDeploy, true);
+        // Sized from the heartbeat: 100,000 dashboards / 60 s x 2 headroom = 3,334/s.
         assert.deepEqual(stage.defaultRouteSettings, {
-            throttlingRateLimit: 1000,
-            throttlingBurstLimit: 500,
+            throttlingRateLimit: 3334,
+            throttlingBurstLimit: 3334,
             loggingLevel: "ERROR",
             dataTraceEnabled: false,
             detailedMetricsEnabled: true,
@@ -322,34 +366,83 @@ describe("WebSocket API", () => {
 });
 
 describe("alarms", () => {
-    type Expected = [namespace: string, metric: string, dimensions: Record<string, string>, stat: string, period: number, evaluations: number, threshold: number];
+    // [namespace, metric, dimensions, stat, period, evaluations, threshold, treatMissingData]
+    type Expected = [string, string, Record<string, string>, string, number, number, number, string];
     const lambda = (fn: string) => ({ FunctionName: `${PREFIX}-${fn}` });
     const api = { ApiId: API_ID, Stage: "prod" };
+    // Every custom metric carries both catalogue dimensions: the service and this stack's stage.
+    const fanout = { Service: "fanout", Stage: "prod" };
     const expected: Record<string, Expected> = {
-        "processor-iterator-age": ["AWS/Lambda", "IteratorAge", lambda("processor"), "Maximum", 60, 5, 60000],
-        "stream-dlq-depth": ["AWS/SQS", "ApproximateNumberOfMessagesVisible", { QueueName: STREAM_DLQ }, "Maximum", 60, 1, 0],
-        "fanout-dlq-depth": ["AWS/SQS", "ApproximateNumberOfMessagesVisible", { QueueName: FANOUT_DLQ }, "Maximum", 60, 1, 0],
-        "fanout-failed-deliveries": ["IopsDashboard", "Failed", { Service: "fanout" }, "Sum", 300, 1, 0],
-        "fanout-requeued-deliveries": ["IopsDashboard", "Requeued", { Service: "fanout" }, "Sum", 300, 3, 10000],
-        "fanout-delivery-latency": ["IopsDashboard", "DeliveryLatency", { Service: "fanout" }, "p99", 300, 3, 60000],
-        "fanout-forbidden": ["IopsDashboard", "Forbidden", { Service: "fanout" }, "Sum", 300, 1, 0],
-        "api-integration-errors": ["AWS/ApiGateway", "IntegrationError", api, "Sum", 300, 1, 10],
-        "api-execution-errors": ["AWS/ApiGateway", "ExecutionError", api, "Sum", 300, 1, 0],
-        "api-client-errors": ["AWS/ApiGateway", "ClientError", api, "Sum", 300, 1, 100],
+        // The test stack's stream is always written (streamAlwaysActive defaults to true): no
+        // invocation for 5 minutes is a stopped pipeline.
+        "processor-iterator-age": ["AWS/Lambda", "IteratorAge", lambda("processor"), "Maximum", 60, 5, 60000, "breaching"],
+        // An untouched queue stops reporting while messages sit in it: keep the state.
+        "stream-dlq-depth": ["AWS/SQS", "ApproximateNumberOfMessagesVisible", { QueueName: STREAM_DLQ }, "Maximum", 60, 1, 0, "ignore"],
+        "stream-dlq-growth": ["AWS/SQS", "NumberOfMessagesSent", { QueueName: STREAM_DLQ }, "Sum", 300, 1, 0, "notBreaching"],
+        "fanout-dlq-depth": ["AWS/SQS", "ApproximateNumberOfMessagesVisible", { QueueName: FANOUT_DLQ }, "Maximum", 60, 1, 0, "ignore"],
+        "fanout-queue-age": ["AWS/SQS", "ApproximateAgeOfOldestMessage", { QueueName: FANOUT_QUEUE }, "Maximum", 60, 5, 300, "ignore"],
+        "fanout-requeued-deliveries": ["IopsDashboard", "Requeued", fanout, "Sum", 300, 3, 10000, "notBreaching"],
+        "fanout-delivery-latency": ["IopsDashboard", "DeliveryLatency", fanout, "p99", 300, 3, 60000, "notBreaching"],
+        "fanout-forbidden": ["IopsDashboard", "Forbidden", fanout, "Sum", 300, 1, 0, "notBreaching"],
+        "fanout-payload-too-large": ["IopsDashboard", "PayloadTooLarge", fanout, "Sum", 300, 1, 0, "notBreaching"],
+        "api-integration-errors": ["AWS/ApiGateway", "IntegrationError", api, "Sum", 300, 1, 10, "notBreaching"],
+        "api-execution-errors": ["AWS/ApiGateway", "ExecutionError", api, "Sum", 300, 1, 0, "notBreaching"],
+        "api-client-errors": ["AWS/ApiGateway", "ClientError", api, "Sum", 300, 1, 100, "notBreaching"],
     };
     for (const fn of FUNCTIONS) {
-        expected[`${fn}-errors`] = ["AWS/Lambda", "Errors", lambda(fn), "Sum", 300, 1, 0];
-        expected[`${fn}-throttles`] = ["AWS/Lambda", "Throttles", lambda(fn), "Sum", 300, 1, 0];
+        expected[`${fn}-errors`] = ["AWS/Lambda", "Errors", lambda(fn), "Sum", 300, 1, 0, "notBreaching"];
+        expected[`${fn}-throttles`] = ["AWS/Lambda", "Throttles", lambda(fn), "Sum", 300, 1, 0, "notBreaching"];
     }
+    // Metric-math alarms: their inputs (id -> [namespace, metric, dimensions, stat]), the
+    // alarmed expression, period, evaluations, threshold and treatMissingData.
+    type Input = [string, string, Record<string, string>, string];
+    type ExpectedMath = { inputs: Record<string, Input>; steps: Record<string, string>; expression: string; period: number; evaluations: number; threshold: number; missing: string };
+    const math: Record<string, ExpectedMath> = {
+        // Growth of what the DLQ holds (visible + in flight), 5 minutes over the previous 5.
+        "fanout-dlq-growth": {
+            inputs: {
+                visible: ["AWS/SQS", "ApproximateNumberOfMessagesVisible", { QueueName: FANOUT_DLQ }, "Maximum"],
+                inflight: ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", { QueueName: FANOUT_DLQ }, "Maximum"],
+            },
+            steps: { total: "visible + inflight" },
+            expression: "DIFF(total)",
+            period: 300,
+            evaluations: 1,
+            threshold: 0,
+            missing: "notBreaching",
+        },
+        // Failed as a share of attempted deliveries, in %, from at least 10 failures (the defaults).
+        "fanout-failed-deliveries": {
+            inputs: { failed: ["IopsDashboard", "Failed", fanout, "Sum"], delivered: ["IopsDashboard", "Delivered", fanout, "Sum"] },
+            steps: { f: "FILL(failed, 0)", d: "FILL(delivered, 0)" },
+            expression: "IF(f >= 10, 100 * f / (d + f), 0)",
+            period: 300,
+            evaluations: 1,
+            threshold: 1,
+            missing: "notBreaching",
+        },
+    };
 
     it("exactly these alarms exist", () => {
-        assert.deepEqual(p.all(ALARM).map((a) => a.name).sort(), Object.keys(expected).sort());
+        assert.deepEqual(p.all(ALARM).map((a) => a.name).sort(), [...Object.keys(expected), ...Object.keys(math)].sort());
     });
 
-    for (const [name, [namespace, metric, dimensions, stat, period, evaluations, threshold]] of Object.entries(expected)) {
-        it(`${name}: ${namespace} ${metric} ${stat} > ${threshold}, to the SNS topic`, () => {
+    const common = (name: string, a: Record<string, any>, evaluations: number, threshold: number, missing: string) => {
+        assert.equal(a.name, `${PREFIX}-${name}`);
+        assert.equal(a.evaluationPeriods, evaluations);
+        assert.equal(a.datapointsToAlarm, evaluations);
+        assert.equal(a.threshold, threshold);
+        assert.equal(a.comparisonOperator, "GreaterThanThreshold");
+        assert.equal(a.treatMissingData, missing);
+        assert.deepEqual(a.alarmActions, [TOPIC_ARN]);
+        assert.deepEqual(a.okActions, [TOPIC_ARN]);
+        assert.match(a.alarmDescription, new RegExp(`RUNBOOK\\.md, section "${name}"`));
+    };
+
+    for (const [name, [namespace, metric, dimensions, stat, period, evaluations, threshold, missing]] of Object.entries(expected)) {
+        it(`${name}: ${namespace} ${metric} ${stat} > ${threshold}, missing data ${missing}, to the SNS topic`, () => {
             const a = p.one(ALARM, name).inputs;
-            assert.equal(a.name, `${PREFIX}-${name}`);
+            common(name, a, evaluations, threshold, missing);
             assert.equal(a.namespace, namespace);
             assert.equal(a.metricName, metric);
             assert.deepEqual(a.dimensions, dimensions);
@@ -361,14 +454,34 @@ describe("alarms", () => {
                 assert.equal(a.extendedStatistic, undefined);
             }
             assert.equal(a.period, period);
-            assert.equal(a.evaluationPeriods, evaluations);
-            assert.equal(a.datapointsToAlarm, evaluations);
-            assert.equal(a.threshold, threshold);
-            assert.equal(a.comparisonOperator, "GreaterThanThreshold");
-            assert.equal(a.treatMissingData, "notBreaching");
-            assert.deepEqual(a.alarmActions, [TOPIC_ARN]);
-            assert.deepEqual(a.okActions, [TOPIC_ARN]);
-            assert.match(a.alarmDescription, new RegExp(`RUNBOOK\\.md, section "${name}"`));
+            assert.equal(a.metricQueries, undefined);
+        });
+    }
+
+    for (const [name, m] of Object.entries(math)) {
+        it(`${name}: ${m.expression} > ${m.threshold}, missing data ${m.missing}, to the SNS topic`, () => {
+            const a = p.one(ALARM, name).inputs;
+            common(name, a, m.evaluations, m.threshold, m.missing);
+            for (const key of ["namespace", "metricName", "dimensions", "statistic", "extendedStatistic", "period"]) {
+                assert.equal(a[key], undefined, `${name}: ${key} beside metricQueries`);
+            }
+            const queries: any[] = a.metricQueries;
+            const inputs = Object.fromEntries(
+                queries.filter((q) => q.metric).map((q) => {
+                    assert.equal(q.returnData, false);
+                    assert.equal(q.metric.period, m.period);
+                    return [q.id, [q.metric.namespace, q.metric.metricName, q.metric.dimensions, q.metric.stat]];
+                }),
+            );
+            assert.deepEqual(inputs, m.inputs);
+            const expressions = queries.filter((q) => q.expression);
+            assert.deepEqual(
+                Object.fromEntries(expressions.filter((q) => !q.returnData).map((q) => [q.id, q.expression])),
+                m.steps,
+            );
+            const alarmed = expressions.filter((q) => q.returnData);
+            assert.equal(alarmed.length, 1, "exactly one query returns data");
+            assert.equal(alarmed[0].expression, m.expression);
         });
     }
 
@@ -380,7 +493,7 @@ describe("alarms", () => {
 });
 
 describe("dashboard", () => {
-    it("graphs every alarm's metric with its statistic and threshold", () => {
+    it("graphs every alarm's metric (or metric math) with its statistic and threshold", () => {
         const body = JSON.parse(p.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs.dashboardBody);
         const widgets: any[] = body.widgets;
         for (const alarm of p.all(ALARM)) {
@@ -388,14 +501,71 @@ describe("dashboard", () => {
             const w = widgets.find((x) => x.properties.title === alarm.name);
             assert.ok(w, `no widget for ${alarm.name}`);
             assert.equal(w.properties.region, REGION);
-            assert.equal(w.properties.stat, a.statistic ?? a.extendedStatistic);
-            assert.equal(w.properties.period, a.period);
             assert.deepEqual(w.properties.annotations.horizontal.map((h: any) => h.value), [a.threshold]);
-            const dims = Object.entries(a.dimensions as Record<string, string>).flat();
-            assert.deepEqual(w.properties.metrics[0].slice(0, -1), [a.namespace, a.metricName, ...dims]);
+            const rows: any[][] = w.properties.metrics;
+            if (a.metricQueries === undefined) {
+                assert.equal(w.properties.stat, a.statistic ?? a.extendedStatistic);
+                assert.equal(w.properties.period, a.period);
+                const dims = Object.entries(a.dimensions as Record<string, string>).flat();
+                assert.deepEqual(rows[0].slice(0, -1), [a.namespace, a.metricName, ...dims]);
+                continue;
+            }
+            // The inputs drawn hidden, each with its own statistic; the expression drawn.
+            for (const q of a.metricQueries as any[]) {
+                if (q.metric) {
+                    const row = rows.find((r) => r[r.length - 1].id === q.id);
+                    assert.ok(row, `${alarm.name}: no row ${q.id}`);
+                    const dims = Object.entries(q.metric.dimensions as Record<string, string>).flat();
+                    assert.deepEqual(row.slice(0, -1), [q.metric.namespace, q.metric.metricName, ...dims]);
+                    assert.deepEqual(row[row.length - 1], { id: q.id, stat: q.metric.stat, visible: false });
+                    assert.equal(w.properties.period, q.metric.period);
+                } else {
+                    const row = rows.find((r) => r.length === 1 && r[0].id === (q.returnData ? "alarmed" : q.id));
+                    assert.ok(row, `${alarm.name}: no expression ${q.id}`);
+                    assert.equal(row[0].expression, q.expression);
+                }
+            }
         }
         for (const w of widgets) {
             if (w.type === "metric") assert.ok(w.x + w.width <= 24, "widget inside the 24-column grid");
+        }
+    });
+});
+
+describe("creation order (what the engine waits for)", () => {
+    const STAGE = ["aws:apigatewayv2/stage:Stage", "stage"] as [string, string];
+    it("the stage is deployed after every route, so its first deployment has them all", () => {
+        for (const route of ["connect", "disconnect", "message"]) {
+            assert.ok(p.dependsOn(STAGE, ["aws:apigatewayv2/route:Route", route]), `stage before route ${route}`);
+        }
+    });
+
+    it("the stage waits for its log groups", () => {
+        for (const lg of ["api-access", "api-execution"]) {
+            assert.ok(p.dependsOn(STAGE, ["aws:cloudwatch/logGroup:LogGroup", lg]), lg);
+        }
+    });
+
+    it("each mapping is created after its function's role policy (Lambda validates the role then)", () => {
+        assert.ok(p.dependsOn([MAPPING, "processor-stream"], ["aws:iam/rolePolicy:RolePolicy", "processor"]));
+        assert.ok(p.dependsOn([MAPPING, "fanout-queue"], ["aws:iam/rolePolicy:RolePolicy", "fanout"]));
+        // ... and invokes the alias, which therefore exists first.
+        assert.ok(p.dependsOn([MAPPING, "processor-stream"], [ALIAS, "processor"]));
+        assert.ok(p.dependsOn([MAPPING, "fanout-queue"], [ALIAS, "fanout"]));
+    });
+
+    it("each function is created after its log group and its role policy", () => {
+        for (const fn of FUNCTIONS) {
+            assert.ok(p.dependsOn([FUNCTION, fn], ["aws:cloudwatch/logGroup:LogGroup", fn]), `${fn} log group`);
+            assert.ok(p.dependsOn([FUNCTION, fn], ["aws:iam/rolePolicy:RolePolicy", fn]), `${fn} policy`);
+        }
+    });
+
+    it("an integration points at an alias only once API Gateway may invoke it", () => {
+        for (const fn of ["connect", "disconnect", "message"]) {
+            const integration = ["aws:apigatewayv2/integration:Integration", fn] as [string, string];
+            assert.ok(p.dependsOn(integration, ["aws:lambda/permission:Permission", fn]), fn);
+            assert.ok(p.dependsOn(["aws:lambda/permission:Permission", fn], [ALIAS, fn]), fn);
         }
     });
 });

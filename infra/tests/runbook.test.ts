@@ -1,9 +1,11 @@
 // RUNBOOK.md and metrics.json against what the program really deploys, both ways:
 // - every alarm has its own section under "## Alarms", and every section there is an alarm;
 // - every metric an alarm or the dashboard uses in the functions' namespace is in metrics.json,
-//   and every metric in metrics.json is on the dashboard;
+//   with every catalogue dimension (Service, Stage), and every metric in metrics.json is on the
+//   dashboard;
 // - what the runbook tells the on-call engineer to type names real things (outputs, config keys,
-//   catalogued metrics, headings) and parses as bash.
+//   catalogued metrics, headings, scripts), parses as bash, refreshes before every update, and
+//   calls AWS CLI commands that exist, with options they take.
 
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -11,10 +13,17 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 
-import { cataloguedMetrics, DIMENSION, NAMESPACE } from "../catalogue";
+import { cataloguedMetrics, DIMENSIONS, NAMESPACE } from "../catalogue";
 import { fakeArtifacts, Program, Recorded, runProgram } from "./harness";
 
-const RUNBOOK = fs.readFileSync(path.join(__dirname, "..", "..", "RUNBOOK.md"), "utf8");
+const ROOT = path.join(__dirname, "..", "..");
+const RUNBOOK = fs.readFileSync(path.join(ROOT, "RUNBOOK.md"), "utf8");
+const README = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+/** The scripts the runbook runs (scripts/ops-*.sh). */
+const OPS_SCRIPTS = fs
+    .readdirSync(path.join(ROOT, "scripts"))
+    .filter((f) => /^ops-.*\.sh$/.test(f))
+    .map((f) => ({ name: `scripts/${f}`, text: fs.readFileSync(path.join(ROOT, "scripts", f), "utf8") }));
 const CONFIG_SOURCE = fs.readFileSync(path.join(__dirname, "..", "config.ts"), "utf8");
 const PREFIX = "iops-ws-test";
 
@@ -59,13 +68,22 @@ function codeBlocks(markdown: string, language: string): string[] {
     return [...markdown.matchAll(re)].map((m) => m[1]);
 }
 
+/** Every metric an alarm reads, with its statistic: its own, or its metric-math inputs. */
+function alarmedMetrics(alarm: Recorded): { namespace: string; metricName: string; dimensions: Record<string, string>; stat: string }[] {
+    const a = alarm.inputs;
+    if (a.metricQueries !== undefined) {
+        return a.metricQueries.filter((q: any) => q.metric).map((q: any) => ({ ...q.metric, stat: q.metric.stat }));
+    }
+    return [{ namespace: a.namespace, metricName: a.metricName, dimensions: a.dimensions, stat: a.statistic ?? a.extendedStatistic }];
+}
+
 let p: Program;
 let alarmResources: Recorded[];
 const all = sections(RUNBOOK);
 const alarmSecs = alarmSections(all);
 
 before(async () => {
-    p = await runProgram({ artifactsDir: fakeArtifacts() });
+    p = await runProgram({ artifactsDir: fakeArtifacts(), createMetricsTable: "true" });
     alarmResources = p.all("aws:cloudwatch/metricAlarm:MetricAlarm");
     assert.ok(alarmResources.length > 0);
 });
@@ -96,12 +114,14 @@ describe("RUNBOOK.md alarm sections", () => {
         }
     });
 
-    it("every alarm section confirms with the alarm's exact metric", () => {
+    it("every alarm section confirms with the alarm's exact metric (each input of a metric-math alarm)", () => {
         for (const alarm of alarmResources) {
             const s = alarmSecs.find((x) => x.heading.split(/[\s`]+/).includes(alarm.name));
             assert.ok(s);
-            const line = `metric ${alarm.inputs.namespace} ${alarm.inputs.metricName} ${alarm.inputs.statistic ?? alarm.inputs.extendedStatistic}`;
-            assert.ok(s.body.includes(line), `section ${alarm.name} lacks "${line}"`);
+            for (const m of alarmedMetrics(alarm)) {
+                const line = `metric ${m.namespace} ${m.metricName} ${m.stat}`;
+                assert.ok(s.body.includes(line), `section ${alarm.name} lacks "${line}"`);
+            }
             assert.ok(s.body.includes(`alarm ${alarm.name}\n`), `section ${alarm.name} lacks "alarm ${alarm.name}"`);
         }
     });
@@ -111,23 +131,29 @@ describe("metrics.json, the one list of the functions' metric names", () => {
     const catalogue = cataloguedMetrics();
     const catalogued = (service: string, name: string) => catalogue.some((m) => m.service === service && m.name === name);
 
-    it("every alarm on the functions' namespace uses a catalogued metric of its service", () => {
-        const own = alarmResources.filter((a) => a.inputs.namespace === NAMESPACE);
-        assert.ok(own.length >= 4);
-        for (const a of own) {
-            assert.deepEqual(Object.keys(a.inputs.dimensions), [DIMENSION], a.name);
-            const service = a.inputs.dimensions[DIMENSION];
-            assert.ok(catalogued(service, a.inputs.metricName), `${a.name}: ${service}/${a.inputs.metricName} is not in metrics.json`);
+    it("the functions emit every catalogue dimension: Service and Stage, in that order", () => {
+        assert.deepEqual(DIMENSIONS, ["Service", "Stage"]);
+    });
+
+    it("every alarm on the functions' namespace uses a catalogued metric of its service, in this stage", () => {
+        const own = alarmResources.flatMap((a) => alarmedMetrics(a).map((m) => ({ alarm: a.name, ...m }))).filter((m) => m.namespace === NAMESPACE);
+        assert.ok(own.length >= 6);
+        for (const m of own) {
+            // Every dimension the functions emit, or the alarm reads a metric nobody writes.
+            assert.deepEqual(Object.keys(m.dimensions), DIMENSIONS, m.alarm);
+            assert.equal(m.dimensions.Stage, "prod", m.alarm);
+            assert.ok(catalogued(m.dimensions.Service, m.metricName), `${m.alarm}: ${m.dimensions.Service}/${m.metricName} is not in metrics.json`);
         }
     });
 
-    it("the dashboard shows every catalogued metric, and only catalogued ones in that namespace", () => {
+    it("the dashboard shows every catalogued metric, and only catalogued ones in that namespace, in this stage", () => {
         const body = JSON.parse(p.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs.dashboardBody);
         const shown = new Set<string>();
         for (const w of body.widgets) {
             for (const row of w.properties.metrics ?? []) {
                 if (row[0] !== NAMESPACE) continue;
-                assert.equal(row[2], DIMENSION);
+                assert.deepEqual([row[2], row[4], row[5]], ["Service", "Stage", "prod"], `dashboard row ${JSON.stringify(row)}`);
+                assert.equal(typeof row[6], "object", "options after the two dimensions");
                 assert.ok(catalogued(row[3], row[1]), `dashboard: ${row[3]}/${row[1]} is not in metrics.json`);
                 shown.add(`${row[3]}/${row[1]}`);
             }
@@ -135,11 +161,16 @@ describe("metrics.json, the one list of the functions' metric names", () => {
         for (const m of catalogue) assert.ok(shown.has(`${m.service}/${m.name}`), `${m.service}/${m.name} is not on the dashboard`);
     });
 
-    it("every metric the runbook looks up in that namespace is catalogued", () => {
-        const re = new RegExp(`metric ${NAMESPACE} (\\w+) \\w+ Name=${DIMENSION},Value=(\\w+)`, "g");
+    it("every metric the runbook looks up in that namespace is catalogued, with both dimensions", () => {
+        const re = new RegExp(`metric ${NAMESPACE} (\\w+) (\\w+)((?: Name=[^\\s,]+,Value=[^\\s\`']+)*)`, "g");
         const uses = [...RUNBOOK.matchAll(re)];
         assert.ok(uses.length >= 10);
-        for (const [, name, service] of uses) assert.ok(catalogued(service, name), `RUNBOOK: ${service}/${name}`);
+        for (const [line, name, , dims] of uses) {
+            const pairs = [...dims.matchAll(/Name=([^\s,]+),Value=([^\s`']+)/g)].map((m) => [m[1], m[2]]);
+            assert.deepEqual(pairs.map(([k]) => k), DIMENSIONS, `RUNBOOK: "${line}" must name ${DIMENSIONS.join(" and ")}`);
+            assert.equal(pairs[1][1], "$STAGE", `RUNBOOK: "${line}" must look in this stack's stage`);
+            assert.ok(catalogued(pairs[0][1], name), `RUNBOOK: ${pairs[0][1]}/${name}`);
+        }
     });
 });
 
@@ -187,6 +218,208 @@ describe("RUNBOOK.md commands", () => {
         assert.ok(mentioned.length >= 20);
         for (const name of [...mentioned, ...logGroups]) {
             assert.ok(names.has(name) || alarmNames.has(name) || name === `${PREFIX}-websocket`, `RUNBOOK names ${name}, which the program does not create`);
+        }
+    });
+});
+
+/**
+ * What an engineer types: the bash blocks and the inline `code` spans of RUNBOOK.md and of the
+ * README's section on AWS, and the ops scripts, each with where it comes from.
+ */
+function typedText(): { where: string; text: string }[] {
+    const out: { where: string; text: string }[] = [];
+    const fromMarkdown = (name: string, markdown: string) => {
+        for (const block of codeBlocks(markdown, "(?:bash|sh)")) out.push({ where: `${name} block`, text: block });
+        const prose = markdown.replace(/```[\s\S]*?```/g, "");
+        for (const m of prose.matchAll(/`([^`]+)`/g)) out.push({ where: `${name} inline`, text: m[1] });
+    };
+    fromMarkdown("RUNBOOK.md", RUNBOOK);
+    const aws = README.slice(README.indexOf("## Running the functions on AWS"));
+    fromMarkdown("README.md", aws.slice(0, aws.indexOf("\n## ", 3) < 0 ? undefined : aws.indexOf("\n## ", 3)));
+    for (const s of OPS_SCRIPTS) out.push({ where: s.name, text: s.text });
+    return out;
+}
+
+/** Single commands: continuations joined, comments dropped, split at pipes, `&&`, `;`, `$(`. */
+function commands(text: string): string[] {
+    return text
+        .replace(/\\\n\s*/g, " ")
+        .split("\n")
+        .map((line) => line.replace(/(^|\s)#.*$/, ""))
+        .flatMap((line) => line.split(/\|\||&&|\||;|\$\(|\)/))
+        .map((c) => c.trim())
+        .filter((c) => c.length > 0);
+}
+
+/** The quoted parts of a command blanked out, so options are read only where the shell sees them. */
+function unquoted(command: string): string {
+    return command.replace(/'[^']*'/g, "''").replace(/"(?:[^"\\]|\\.)*"/g, '""');
+}
+
+interface AwsCall {
+    where: string;
+    command: string;
+    service: string;
+    operation: string;
+    options: string[];
+    queries: string[];
+}
+
+function awsCalls(): AwsCall[] {
+    const calls: AwsCall[] = [];
+    for (const { where, text } of typedText()) {
+        for (const command of commands(text)) {
+            const m = /(?:^|\s)aws\s+([a-z0-9-]+)(?:\s+([a-z0-9-]+))?(.*)$/.exec(unquoted(command));
+            if (!m) continue;
+            const raw = /(?:^|\s)aws\s+[a-z0-9-]+(?:\s+[a-z0-9-]+)?(.*)$/.exec(command)![1];
+            calls.push({
+                where,
+                command,
+                service: m[1],
+                operation: m[2] ?? "",
+                options: [...m[3].matchAll(/(?:^|\s)--([a-z0-9-]+)/g)].map((o) => o[1]),
+                queries: [...raw.matchAll(/--query '([^']*)'/g)].map((q) => q[1]),
+            });
+        }
+    }
+    return calls;
+}
+
+/**
+ * The AWS CLI commands the runbook and the ops scripts may use. A new one goes here after
+ * `aws <service> <command> help` shows it (the check below does that when awscli is installed).
+ */
+const KNOWN_AWS_COMMANDS: Record<string, string[]> = {
+    apigatewayv2: ["get-integrations", "get-stage"],
+    cloudwatch: ["describe-alarm-history", "describe-alarms", "get-metric-statistics"],
+    dynamodb: ["delete-table", "describe-continuous-backups", "describe-table", "describe-time-to-live", "query", "update-table", "update-time-to-live"],
+    dynamodbstreams: ["get-records", "get-shard-iterator"],
+    iam: ["simulate-principal-policy"],
+    lambda: [
+        "get-account-settings",
+        "get-alias",
+        "get-event-source-mapping",
+        "get-function-configuration",
+        "get-policy",
+        "invoke",
+        "list-versions-by-function",
+        "put-function-concurrency",
+        "update-alias",
+        "update-event-source-mapping",
+    ],
+    logs: ["get-query-results", "start-query"],
+    "service-quotas": ["list-aws-default-service-quotas", "list-requested-service-quota-change-history", "list-service-quotas", "request-service-quota-increase"],
+    sqs: [
+        "cancel-message-move-task",
+        "change-message-visibility",
+        "delete-message",
+        "get-queue-attributes",
+        "list-message-move-tasks",
+        "purge-queue",
+        "receive-message",
+        "start-message-move-task",
+    ],
+    sts: ["get-caller-identity"],
+};
+
+/** Global options of the AWS CLI v2 that v1 (what PyPI's awscli installs) lacks. */
+const V2_GLOBALS = ["cli-binary-format", "no-cli-pager", "cli-auto-prompt", "no-cli-auto-prompt"];
+
+/** Checks every call against the installed AWS CLI's own command tables, and every literal --query. */
+const AWSCLI_CHECK = String.raw`
+import json, sys
+from awscli.clidriver import create_clidriver
+import jmespath
+calls = json.load(sys.stdin)
+driver = create_clidriver()
+services = driver._get_command_table()
+global_args = set(driver._get_argument_table().keys()) | set(sys.argv[1].split(","))
+problems = []
+for c in calls:
+    where = "%s: %s" % (c["where"], c["command"])
+    service = services.get(c["service"])
+    if service is None:
+        problems.append("%s: no service %s" % (where, c["service"])); continue
+    operation = service._get_command_table().get(c["operation"])
+    if operation is None:
+        problems.append("%s: %s has no command %s" % (where, c["service"], c["operation"])); continue
+    allowed = set(operation.arg_table.keys()) | global_args
+    for o in c["options"]:
+        if o not in allowed:
+            problems.append("%s: %s %s takes no --%s" % (where, c["service"], c["operation"], o))
+    for q in c["queries"]:
+        try:
+            jmespath.compile(q)
+        except Exception as e:
+            problems.append("%s: --query %r: %s" % (where, q, e))
+print(json.dumps(problems))
+`;
+const hasAwscli = spawnSync("python3", ["-c", "import awscli, jmespath"]).status === 0;
+
+describe("RUNBOOK.md commands refresh and exist", () => {
+    it("every `pulumi up` and `pulumi preview` refreshes first (plain `pulumi up` compares with its saved state, not AWS)", () => {
+        let seen = 0;
+        for (const { where, text } of typedText()) {
+            for (const command of commands(text)) {
+                if (!/\bpulumi (up|preview)\b/.test(command)) continue;
+                seen++;
+                assert.match(command, /\s--refresh\b|\s-r\b/, `${where}: "${command}" does not refresh`);
+            }
+        }
+        assert.ok(seen >= 15, `only ${seen} pulumi up/preview commands found`);
+    });
+
+    it("every AWS CLI command is one the runbook is known to use", () => {
+        const calls = awsCalls();
+        assert.ok(calls.length >= 60, `only ${calls.length} aws commands found`);
+        for (const c of calls) {
+            assert.ok(c.service in KNOWN_AWS_COMMANDS, `${c.where}: "${c.command}": unknown service ${c.service}`);
+            assert.ok(KNOWN_AWS_COMMANDS[c.service].includes(c.operation), `${c.where}: "${c.command}": unknown command ${c.service} ${c.operation}`);
+        }
+    });
+
+    it("quota lookups list default quotas too (list-service-quotas omits quotas never changed)", () => {
+        const calls = awsCalls();
+        const listed = calls.filter((c) => c.service === "service-quotas" && c.operation === "list-service-quotas");
+        const defaults = calls.filter((c) => c.service === "service-quotas" && c.operation === "list-aws-default-service-quotas");
+        assert.ok(listed.length > 0);
+        assert.ok(defaults.length >= listed.length, "each list-service-quotas needs its list-aws-default-service-quotas");
+    });
+
+    it("every AWS CLI command exists in the AWS CLI with the options given, and every --query compiles", { skip: hasAwscli ? false : "awscli is not installed (pip install awscli)" }, () => {
+        const calls = awsCalls();
+        const r = spawnSync("python3", ["-c", AWSCLI_CHECK, V2_GLOBALS.join(",")], { input: JSON.stringify(calls), encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout), []);
+    });
+
+    it("the replay procedure runs the script, which gates the delete on the processor's success", () => {
+        const section = all.find((s) => s.heading === "Replay failed stream batches");
+        assert.ok(section);
+        assert.match(section.body, /scripts\/ops-replay-stream-dlq\.sh/);
+        // No hand-written invoke-then-delete left in the runbook.
+        assert.ok(!/aws lambda invoke/.test(codeBlocks(RUNBOOK, "bash").join("\n")), "an aws lambda invoke in a RUNBOOK block");
+    });
+
+    it("every script it names exists and is executable", () => {
+        const named = new Set([...RUNBOOK.matchAll(/\bscripts\/[\w.-]+/g)].map((m) => m[0]));
+        assert.ok(named.size >= 1);
+        for (const name of named) {
+            const file = path.join(ROOT, name);
+            assert.ok(fs.existsSync(file), `RUNBOOK names ${name}, which does not exist`);
+            assert.ok((fs.statSync(file).mode & 0o111) !== 0, `${name} is not executable`);
+        }
+    });
+
+    it("the rollback moves the alias with update-alias and pins the version in config", () => {
+        const section = all.find((s) => s.heading === "Roll back a deploy");
+        assert.ok(section);
+        assert.match(section.body, /aws lambda update-alias --function-name "\$P-\$FN" --name live --function-version "\$V"/);
+        assert.match(section.body, /aws lambda list-versions-by-function/);
+        assert.match(section.body, /pulumi config set "\$\{FN\}LiveVersion" "\$V"/);
+        assert.ok(!/make package/.test(codeBlocks(section.body, "bash").join("\n").split("ls ../target")[0]), "the alias rollback needs no build");
+        for (const fn of ["connect", "disconnect", "message", "processor", "fanout"]) {
+            assert.ok(CONFIG_SOURCE.includes(`"${fn}LiveVersion"`), `config.ts reads no ${fn}LiveVersion`);
         }
     });
 });

@@ -1,11 +1,12 @@
 // A stack that sets everything the other way: the metrics table is owned elsewhere (only its
 // stream ARN is configured), arm64, 8 buckets, another stage, an older 256 KiB queue, a longer
-// fanout timeout. Each setting must reach the resource and the environment that use it.
+// fanout timeout, a rolled-back fanout, a quiet stream. Each setting must reach the resource and
+// the environment that use it.
 
 import * as assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 
-import { ACCOUNT, API_ID, fakeArtifacts, FUNCTIONS, grants, Program, REGION, runProgram } from "./harness";
+import { ACCOUNT, API_ID, fakeArtifacts, FUNCTIONS, grants, Program, PUBLISHED_VERSION, REGION, runProgram } from "./harness";
 
 const PREFIX = "iops-ws-staging";
 const STREAM_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/iops-metrics/stream/2025-06-01T00:00:00.000`;
@@ -15,7 +16,7 @@ let p: Program;
 before(async () => {
     p = await runProgram(
         {
-            artifactsDir: fakeArtifacts(),
+            artifactsDir: fakeArtifacts("arm64"),
             metricsStreamArn: STREAM_ARN,
             architecture: "arm64",
             connectionsTableName: "conns-staging",
@@ -41,6 +42,16 @@ before(async () => {
             requeuedDeliveriesThreshold: "500",
             broadcastsEnabled: "false",
             deliveriesEnabled: "false",
+            fanoutLiveVersion: "3",
+            streamMaxRecordAgeSeconds: "3600",
+            streamAlwaysActive: "false",
+            expectedDashboards: "600000",
+            pingIntervalSeconds: "120",
+            routeThrottleHeadroom: "1.5",
+            connectionsIndexProjection: "ALL",
+            fanoutQueueAgeMaxSeconds: "900",
+            failedDeliveriesPercent: "2.5",
+            failedDeliveriesThreshold: "50",
         },
         "staging",
     );
@@ -75,11 +86,13 @@ describe("settings reach resources and environments", () => {
         const t = p.one("aws:dynamodb/table:Table", "connections").inputs;
         assert.equal(t.name, "conns-staging");
         assert.equal(t.globalSecondaryIndexes[0].name, "by-bucket");
+        assert.equal(t.globalSecondaryIndexes[0].projectionType, "ALL");
         const tableArn = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/conns-staging`;
         assert.deepEqual(grants(p.statements("processor"))["dynamodb:Query"], [`${tableArn}/index/by-bucket`]);
         for (const fn of ["connect", "disconnect", "message"]) {
             assert.deepEqual(p.one("aws:lambda/function:Function", fn).inputs.environment.variables, {
                 RUST_LOG: "debug,aws_smithy_runtime=info",
+                STAGE: "live",
                 CONNECTIONS_TABLE_NAME: "conns-staging",
                 CONNECTIONS_INDEX_NAME: "by-bucket",
                 CONNECTION_BUCKETS: "8",
@@ -92,6 +105,7 @@ describe("settings reach resources and environments", () => {
             assert.equal(env.CONNECTIONS_INDEX_NAME, "by-bucket", fn);
             assert.equal(env.CONNECTION_BUCKETS, "8", fn);
             assert.equal(env.CONNECTION_TTL_SECONDS, "7200", fn);
+            assert.equal(env.STAGE, "live", fn);
         }
     });
 
@@ -120,22 +134,44 @@ describe("settings reach resources and environments", () => {
         assert.equal(env.FANOUT_CONCURRENCY, "32");
         assert.equal(env.FANOUT_MAX_ATTEMPTS, "7");
         assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "fanout-queue").inputs.batchSize, 4);
-        assert.deepEqual(grants(p.statements("fanout"))["execute-api:ManageConnections"], [
-            `${EXECUTION_ARN}/live/DELETE/@connections/*`,
-            `${EXECUTION_ARN}/live/POST/@connections/*`,
-        ]);
+        assert.deepEqual(grants(p.statements("fanout"))["execute-api:ManageConnections"], [`${EXECUTION_ARN}/live/POST/@connections/*`]);
         assert.equal(p.outputs.websocketUrl, `wss://${API_ID}.execute-api.${REGION}.amazonaws.com/live`);
         for (const fn of ["connect", "disconnect", "message"]) {
             assert.match(p.one("aws:lambda/permission:Permission", fn).inputs.sourceArn, new RegExp(`^${EXECUTION_ARN}/live/\\$`));
         }
     });
 
-    it("the account's API Gateway logging role, when this stack manages it", () => {
-        const account = p.one("aws:apigateway/account:Account", "apigateway-account").inputs;
-        assert.equal(account.cloudwatchRoleArn, `arn:aws:iam::${ACCOUNT}:role/${PREFIX}-apigateway-cloudwatch`);
-        const attachment = p.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "apigateway-cloudwatch").inputs;
-        assert.equal(attachment.role, `${PREFIX}-apigateway-cloudwatch`);
-        assert.equal(attachment.policyArn, "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs");
+    it("the account's API Gateway logging role, when this stack manages it, set before the stage", () => {
+        const account = p.one("aws:apigateway/account:Account", "apigateway-account");
+        assert.equal(account.inputs.cloudwatchRoleArn, `arn:aws:iam::${ACCOUNT}:role/${PREFIX}-apigateway-cloudwatch`);
+        const attachment = p.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "apigateway-cloudwatch");
+        assert.equal(attachment.inputs.role, `${PREFIX}-apigateway-cloudwatch`);
+        assert.equal(attachment.inputs.policyArn, "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs");
+        // A fresh account's first stage fails without it: the stage waits for it, and it waits
+        // for the role's policy.
+        assert.ok(p.dependsOn(["aws:apigatewayv2/stage:Stage", "stage"], ["aws:apigateway/account:Account", "apigateway-account"]));
+        assert.ok(p.dependsOn(["aws:apigateway/account:Account", "apigateway-account"], ["aws:iam/rolePolicyAttachment:RolePolicyAttachment", "apigateway-cloudwatch"]));
+        // Every stack in the account logs through it: destroying this one must leave it.
+        const role = p.one("aws:iam/role:Role", "apigateway-cloudwatch");
+        for (const r of [account, attachment, role]) assert.equal(r.options.retainOnDelete, true, r.name);
+    });
+
+    it("a rolled-back function's alias stays on its pinned version; the others follow the new one", () => {
+        for (const fn of FUNCTIONS) {
+            const alias = p.one("aws:lambda/alias:Alias", fn).inputs;
+            assert.equal(alias.functionVersion, fn === "fanout" ? "3" : PUBLISHED_VERSION, fn);
+        }
+    });
+
+    it("the stream mapping's record age, and a quiet stream's iterator-age alarm", () => {
+        assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "processor-stream").inputs.maximumRecordAgeInSeconds, 3600);
+        assert.equal(p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "processor-iterator-age").inputs.treatMissingData, "notBreaching");
+    });
+
+    it("the $default throttle from the fleet: 600,000 / 120 s x 1.5", () => {
+        const stage = p.one("aws:apigatewayv2/stage:Stage", "stage").inputs;
+        assert.equal(stage.defaultRouteSettings.throttlingRateLimit, 7500);
+        assert.equal(stage.defaultRouteSettings.throttlingBurstLimit, 5000);
     });
 
     it("broadcasts and deliveries can be switched off (RUNBOOK: Disable broadcasts)", () => {
@@ -143,7 +179,24 @@ describe("settings reach resources and environments", () => {
         assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "fanout-queue").inputs.enabled, false);
     });
 
+    it("custom metrics in alarms and graphs carry this stack's stage", () => {
+        const alarmsOn = p.all("aws:cloudwatch/metricAlarm:MetricAlarm").flatMap((a) =>
+            a.inputs.metricQueries ? a.inputs.metricQueries.filter((q: any) => q.metric).map((q: any) => q.metric) : [a.inputs],
+        );
+        const own = alarmsOn.filter((m: any) => m.namespace === "IopsDashboard");
+        assert.ok(own.length >= 6);
+        for (const m of own) assert.deepEqual(m.dimensions, { Service: "fanout", Stage: "live" }, m.metricName);
+        const body = JSON.parse(p.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs.dashboardBody);
+        const rows = body.widgets.flatMap((w: any) => w.properties.metrics ?? []).filter((r: any[]) => r[0] === "IopsDashboard");
+        assert.ok(rows.length >= 18);
+        for (const r of rows) assert.deepEqual(r.slice(2, 6), ["Service", r[3], "Stage", "live"]);
+    });
+
     it("alarm thresholds and names", () => {
+        const failed = p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "fanout-failed-deliveries").inputs;
+        assert.equal(failed.threshold, 2.5);
+        assert.equal(failed.metricQueries.find((q: any) => q.returnData).expression, "IF(f >= 50, 100 * f / (d + f), 0)");
+        assert.equal(p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "fanout-queue-age").inputs.threshold, 900);
         const age = p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "processor-iterator-age").inputs;
         assert.equal(age.threshold, 120000);
         assert.equal(age.name, `${PREFIX}-processor-iterator-age`);
