@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::Buckets;
+use crate::identity::Identity;
 
 /// One row per open WebSocket connection. Attribute names and types are the seed's contract:
 /// `connectionId` S (key), `connected` S (GSI partition), `connectedAt` N epoch ms (GSI sort),
@@ -21,6 +22,12 @@ pub struct Connection {
     /// Epoch ms of the last client ping; absent until the first one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_at: Option<i64>,
+    /// The authenticated subject (the token's `sub`); absent without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The entity types the token allows; absent when it allows every type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_entity_types: Option<Vec<String>>,
 }
 
 impl Connection {
@@ -42,6 +49,19 @@ impl Connection {
             user_agent,
             ttl: expiry(connected_at_ms, ttl_seconds),
             last_seen_at: None,
+            subject: None,
+            allowed_entity_types: None,
+        }
+    }
+
+    /// The same row carrying who the authorizer said the connection is.
+    pub fn with_identity(self, identity: Option<Identity>) -> Self {
+        let (subject, allowed_entity_types) =
+            identity.map_or((None, None), |i| (Some(i.subject), i.entity_types));
+        Self {
+            subject,
+            allowed_entity_types,
+            ..self
         }
     }
 }
@@ -86,10 +106,30 @@ mod tests {
     }
 
     #[test]
+    fn an_authenticated_row_carries_its_subject_and_allowed_types() {
+        let identity = Identity {
+            subject: "alice".into(),
+            entity_types: Some(vec!["stream".into()]),
+        };
+        let connection =
+            Connection::new("a=", 0, None, None, Buckets::SEED, 60).with_identity(Some(identity));
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&connection).unwrap();
+        assert_eq!(item["subject"], AttributeValue::S("alice".into()));
+        assert_eq!(
+            item["allowedEntityTypes"],
+            AttributeValue::L(vec![AttributeValue::S("stream".into())])
+        );
+        let back: Connection = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, connection);
+    }
+
+    #[test]
     fn absent_identity_fields_are_not_written() {
         let connection = Connection::new("a=", 0, None, None, Buckets::new(4).unwrap(), 60);
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&connection).unwrap();
-        assert!(!item.contains_key("sourceIp") && !item.contains_key("userAgent"));
+        for absent in ["sourceIp", "userAgent", "subject", "allowedEntityTypes"] {
+            assert!(!item.contains_key(absent), "{absent}");
+        }
         assert_eq!(
             item["connected"],
             AttributeValue::S(Buckets::new(4).unwrap().partition_key("a="))

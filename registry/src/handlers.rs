@@ -6,12 +6,17 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::HeaderValue;
 use platform::clock::now_ms;
 use tracing::{error, info, warn};
 
 use crate::client_message::{ClientMessage, Reply};
 use crate::connection::Connection;
+use crate::identity::Identity;
 use crate::store::Registry;
+
+/// The handshake header a browser offers subprotocols in; a token may travel there.
+const SUBPROTOCOL_HEADER: &str = "sec-websocket-protocol";
 
 /// Dispatches on the event's route key, as API Gateway's route selection does.
 pub async fn route(
@@ -25,8 +30,10 @@ pub async fn route(
     }
 }
 
-/// Records the new connection. A storage failure answers 500, which makes API Gateway refuse
-/// the handshake: a client without a row would never receive a broadcast.
+/// Records the new connection, with the identity the authorizer gave it. A storage failure
+/// answers 500, which makes API Gateway refuse the handshake: a client without a row would
+/// never receive a broadcast. When the client offered subprotocols (a browser sending its
+/// token that way), the answer names the first, or the browser drops the connection.
 pub async fn connect(
     registry: &Registry,
     event: &ApiGatewayWebsocketProxyRequest,
@@ -41,6 +48,8 @@ pub async fn connect(
         now_ms()
     };
     let config = registry.config();
+    let identity = Identity::from_authorizer(&context.authorizer.fields);
+    let subject = subject_of(event);
     let connection = Connection::new(
         connection_id,
         connected_at,
@@ -48,14 +57,15 @@ pub async fn connect(
         context.identity.user_agent.clone(),
         config.buckets,
         config.ttl_seconds,
-    );
+    )
+    .with_identity(identity);
     match registry.register(&connection).await {
         Ok(()) => {
-            info!(connection_id, partition = %connection.connected, "connected");
-            response(200, None)
+            info!(connection_id, subject, partition = %connection.connected, "connected");
+            with_subprotocol(response(200, None), chosen_subprotocol(event))
         }
         Err(e) => {
-            error!(connection_id, error = %e, "could not register connection; refusing it");
+            error!(connection_id, subject, error = %e, "could not register connection; refusing it");
             response(500, None)
         }
     }
@@ -71,10 +81,12 @@ pub async fn disconnect(
         return response(400, None);
     };
     let context = &event.request_context;
+    let subject = subject_of(event);
     match registry.remove(connection_id).await {
         Ok(()) => {
             info!(
                 connection_id,
+                subject,
                 status = context.disconnect_status_code,
                 reason = context.disconnect_reason.as_deref().unwrap_or(""),
                 "disconnected"
@@ -83,7 +95,7 @@ pub async fn disconnect(
         }
         Err(e) => {
             // TTL removes the row eventually; fan-out removes it on the next 410.
-            error!(connection_id, error = %e, "could not remove connection row");
+            error!(connection_id, subject, error = %e, "could not remove connection row");
             response(500, None)
         }
     }
@@ -95,17 +107,25 @@ pub async fn message(
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let connection_id = connection_id(event).unwrap_or_default();
+    let subject = subject_of(event);
     let reply = match ClientMessage::parse(event.body.as_deref()) {
         Ok(ClientMessage::Ping) => {
             match registry.touch(connection_id, now_ms()).await {
                 Ok(true) => {}
-                Ok(false) => warn!(connection_id, "ping from a connection without a row"),
-                Err(e) => error!(connection_id, error = %e, "could not refresh connection ttl"),
+                Ok(false) => {
+                    warn!(
+                        connection_id,
+                        subject, "ping from a connection without a row"
+                    )
+                }
+                Err(e) => {
+                    error!(connection_id, subject, error = %e, "could not refresh connection ttl")
+                }
             }
             Reply::Pong
         }
         Err(e) => {
-            info!(connection_id, error = %e, "refused client message");
+            info!(connection_id, subject, error = %e, "refused client message");
             Reply::from(e)
         }
     };
@@ -122,6 +142,30 @@ fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
         error!(route = ?event.request_context.route_key, "event without a connectionId");
     }
     id
+}
+
+/// The authenticated subject for log lines ("" without authentication).
+fn subject_of(event: &ApiGatewayWebsocketProxyRequest) -> String {
+    Identity::from_authorizer(&event.request_context.authorizer.fields)
+        .map(|identity| identity.subject)
+        .unwrap_or_default()
+}
+
+/// The first subprotocol the client offered, if any.
+fn chosen_subprotocol(event: &ApiGatewayWebsocketProxyRequest) -> Option<HeaderValue> {
+    let offered = event.headers.get(SUBPROTOCOL_HEADER)?.to_str().ok()?;
+    let first = offered.split(',').map(str::trim).find(|p| !p.is_empty())?;
+    HeaderValue::from_str(first).ok()
+}
+
+fn with_subprotocol(
+    mut response: ApiGatewayProxyResponse,
+    protocol: Option<HeaderValue>,
+) -> ApiGatewayProxyResponse {
+    if let Some(protocol) = protocol {
+        response.headers.insert(SUBPROTOCOL_HEADER, protocol);
+    }
+    response
 }
 
 fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {

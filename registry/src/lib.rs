@@ -7,6 +7,7 @@
 //! - [`config`]: the connections table's settings, shared by every function;
 //! - [`bucket`]: write sharding of the GSI partition key;
 //! - [`connection`]: the item model;
+//! - [`identity`]: who the `$connect` authorizer said a connection is;
 //! - [`store`]: the DynamoDB adapter;
 //! - [`client_message`]: what clients may send on `$default`, and the replies;
 //! - [`handlers`]: the three route handlers;
@@ -17,6 +18,7 @@ pub mod client_message;
 pub mod config;
 pub mod connection;
 pub mod handlers;
+pub mod identity;
 pub mod runtime;
 pub mod store;
 

@@ -40,7 +40,39 @@ async fn connect_writes_exactly_the_expected_row() {
             user_agent: Some("e2e-test/1.0".into()),
             ttl: 1_764_104_603 + 86_400,
             last_seen_at: None,
+            subject: None,
+            allowed_entity_types: None,
         }
+    );
+    assert!(
+        response.headers.get("sec-websocket-protocol").is_none(),
+        "no subprotocol offered, none answered"
+    );
+}
+
+#[tokio::test]
+async fn an_authorized_connect_stores_the_subject_and_answers_the_offered_subprotocol() {
+    let registry = fresh_registry(1).await;
+    let mut event = route_event("$connect", "AuthAuthAuth01A=", None);
+    event.request_context.authorizer.fields = serde_json::from_value(serde_json::json!({
+        "principalId": "alice", "subject": "alice", "entityTypes": "stream,disk"
+    }))
+    .unwrap();
+    event.headers.insert(
+        "Sec-WebSocket-Protocol",
+        "eyJhbGciOiJIUzI1NiJ9.e30.sig, iops".parse().unwrap(),
+    );
+    let response = handlers::connect(&registry, &event).await;
+    assert_eq!(response.status_code, 200);
+    assert_eq!(
+        response.headers["sec-websocket-protocol"],
+        "eyJhbGciOiJIUzI1NiJ9.e30.sig"
+    );
+    let row = registry.get("AuthAuthAuth01A=").await.unwrap().unwrap();
+    assert_eq!(row.subject.as_deref(), Some("alice"));
+    assert_eq!(
+        row.allowed_entity_types,
+        Some(vec!["stream".to_owned(), "disk".to_owned()])
     );
 }
 

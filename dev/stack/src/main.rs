@@ -1,8 +1,9 @@
-//! `local`: the whole pipeline on one machine (`make dev`).
+//! `local`: the whole pipeline on one machine (`make dev`), and tokens for it (`local token`).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use authorizer::mint::{MintRequest, mint_hs256, now_epoch_secs, parse_ttl};
 use clap::{Parser, Subcommand};
 use registry::Buckets;
 use stack::{Stack, StackConfig};
@@ -21,6 +22,30 @@ struct Cli {
 enum Command {
     /// Bootstrap, then serve the gateway, the dashboard page, the pollers and the simulator.
     Dev(DevArgs),
+    /// Print an HS256 token for `AUTH_MODE=jwt` (signed with AUTH_JWT_SECRET).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The token's subject (`sub`).
+    #[arg(long)]
+    sub: String,
+    /// Entity types the connection may receive, comma-separated (default: every type).
+    #[arg(long, value_delimiter = ',')]
+    entity_types: Vec<String>,
+    /// How long the token is valid: 90s, 15m, 1h, 2d.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    /// The secret the local stack verifies with.
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    secret: String,
+    /// `iss`, when the stack checks it (AUTH_ISSUER).
+    #[arg(long, env = "AUTH_ISSUER")]
+    issuer: Option<String>,
+    /// `aud`, when the stack checks it (the first of AUTH_AUDIENCE).
+    #[arg(long, env = "AUTH_AUDIENCE")]
+    audience: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -45,14 +70,34 @@ const MOTO_START: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
     match cli.command {
+        Some(Command::Token(args)) => token(&args),
         Some(Command::Dev(args)) => dev(args).await,
         None => dev(cli.dev).await,
     }
 }
 
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let request = MintRequest {
+        subject: args.sub.clone(),
+        entity_types: args.entity_types.clone(),
+        ttl: parse_ttl(&args.ttl)?,
+        issuer: args.issuer.clone(),
+        audience: args
+            .audience
+            .as_deref()
+            .and_then(|list| list.split(',').map(str::trim).find(|a| !a.is_empty()))
+            .map(str::to_owned),
+    };
+    println!(
+        "{}",
+        mint_hs256(args.secret.as_bytes(), &request, now_epoch_secs())?
+    );
+    Ok(())
+}
+
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    init_tracing();
     let started = Instant::now();
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .unwrap_or_else(|_| format!("http://127.0.0.1:{}", args.moto_port));
