@@ -2,6 +2,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use lambda_runtime::Diagnostic;
+use platform::telemetry::Metrics;
 use serde::{Deserialize, Deserializer};
 
 use crate::jwks::JwksError;
@@ -103,6 +104,7 @@ pub async fn authorize(
         .ok_or(AuthorizerError::MissingMethodArn)?;
     let decision = decide(verifier, &event.request).await;
     log_decision(&decision, &event.connection);
+    decision_metrics(&decision).emit();
     match decision {
         Decision::Allow { identity, .. } => Ok(policy::allow(&identity, method_arn)),
         Decision::Deny { .. } => Ok(policy::deny(method_arn)),
@@ -133,6 +135,29 @@ fn find_token(request: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Option<
             &request.multi_value_query_string_parameters,
         )
     })
+}
+
+/// One EMF document per decision: the alarms watch denials and failures.
+pub fn decision_metrics(decision: &Decision) -> Metrics {
+    let is = |name: &str| {
+        let hit = match decision {
+            Decision::Allow { .. } => "Allowed",
+            Decision::Deny { .. } => "Denied",
+            Decision::MissingToken => "Unauthorized",
+            Decision::Unavailable(_) => "KeysUnavailable",
+        };
+        u64::from(hit == name)
+    };
+    let mut metrics = Metrics::new("authorizer");
+    metrics
+        .add_counts(&[
+            ("Allowed", is("Allowed")),
+            ("Denied", is("Denied")),
+            ("Unauthorized", is("Unauthorized")),
+            ("KeysUnavailable", is("KeysUnavailable")),
+        ])
+        .expect("catalogued authorizer metrics");
+    metrics
 }
 
 /// One structured line per decision; the token itself is never logged.

@@ -248,3 +248,34 @@ async fn each_decision_is_one_log_line_without_the_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn each_decision_counts_in_exactly_one_catalogued_metric() {
+    let verifier = hs256_verifier(ClaimRules::default());
+    let expired = hs256(&json!({"sub": "mallory", "exp": now() - 3600}));
+    let cases = [
+        (
+            decide(&verifier, &event(Some(&token_with_types()), None).request).await,
+            "Allowed",
+        ),
+        (
+            decide(&verifier, &event(Some(&expired), None).request).await,
+            "Denied",
+        ),
+        (
+            decide(&verifier, &event(None, None).request).await,
+            "Unauthorized",
+        ),
+    ];
+    for (decision, hit) in cases {
+        let metrics = decision_metrics(&decision);
+        for name in platform::telemetry::catalogued("authorizer") {
+            let expected = u64::from(name == hit);
+            assert_eq!(
+                metrics.value(&name),
+                Some(&json!(expected)),
+                "{name} for {hit}"
+            );
+        }
+    }
+}

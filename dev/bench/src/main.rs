@@ -19,6 +19,8 @@
 
 mod baseline;
 mod fixture;
+#[cfg(test)]
+mod golden;
 mod measure;
 mod progress;
 mod report;
@@ -26,7 +28,7 @@ mod scenarios;
 mod sockets;
 mod svg;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -223,7 +225,7 @@ impl Settings {
 }
 
 /// Logs go to `bench.log`: the terminal keeps the progress line and the table.
-fn init_logging(out: &std::path::Path) -> anyhow::Result<PathBuf> {
+fn init_logging(out: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = out.join("bench.log");
     let file =
@@ -287,10 +289,32 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let (scenarios, errors) = run_scenarios(&bench).await;
+    let report = BenchReport {
+        started_at,
+        machine: Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            moto_pid: settings.moto_pid,
+        },
+        settings,
+        registration,
+        comparison: Comparison::of(&scenarios),
+        failed_checks: checks(&scenarios),
+        scenarios,
+        errors,
+        total_s: started.elapsed().as_secs_f64(),
+    };
+    publish(&args.out, &report)?;
+    verdict(&report)
+}
+
+/// Every scenario the settings name, in order: the results, and the errors of those that
+/// could not run (the others still run).
+async fn run_scenarios(bench: &Bench) -> (Vec<ScenarioResult>, Vec<String>) {
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
-    for scenario in &settings.scenarios {
-        for result in run_scenario(&bench, *scenario).await {
+    for scenario in &bench.settings.scenarios {
+        for result in run_scenario(bench, *scenario).await {
             match result {
                 Ok(result) => scenarios.push(result),
                 Err(e) => {
@@ -301,36 +325,30 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
+    (scenarios, errors)
+}
 
-    let comparison = Comparison::of(&scenarios);
-    let failed_checks = checks(&scenarios);
-    let report = BenchReport {
-        started_at,
-        machine: Machine {
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            moto_pid: settings.moto_pid,
-        },
-        settings,
-        registration,
-        scenarios,
-        comparison,
-        failed_checks: failed_checks.clone(),
-        errors: errors.clone(),
-        total_s: started.elapsed().as_secs_f64(),
-    };
-    let table = report::table(&report);
+/// Prints the table and writes the report's files into `out`.
+fn publish(out: &Path, report: &BenchReport) -> anyhow::Result<()> {
+    let table = report::table(report);
     print!("{table}");
-    let files = report::write(&args.out, &report, &table)
-        .with_context(|| format!("writing the report into {}", args.out.display()))?;
+    let files = report::write(out, report, &table)
+        .with_context(|| format!("writing the report into {}", out.display()))?;
     for file in files {
         eprintln!("wrote {}", file.display());
     }
+    Ok(())
+}
+
+/// Fails the run (a non-zero exit) when a scenario could not run or a check failed.
+fn verdict(report: &BenchReport) -> anyhow::Result<()> {
     anyhow::ensure!(
-        errors.is_empty() && failed_checks.is_empty(),
+        report.errors.is_empty() && report.failed_checks.is_empty(),
         "the benchmark failed: {}",
-        errors
+        report
+            .errors
             .iter()
-            .chain(&failed_checks)
+            .chain(&report.failed_checks)
             .cloned()
             .collect::<Vec<_>>()
             .join("; ")

@@ -427,7 +427,20 @@ mod tests {
         let machine = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 50 2 25 500 10 0 1 1 0 0\n";
         assert_eq!(parse_machine_busy_ticks(machine), Some(161));
         assert!(machine_busy_seconds().unwrap() > 0.0);
-        assert!(cpu_seconds(None).unwrap() >= 0.0);
         assert!(rss_mib("VmHWM").unwrap() >= rss_mib("VmRSS").unwrap() * 0.5);
+    }
+
+    #[test]
+    fn cpu_seconds_grow_with_work_and_read_the_same_by_pid() {
+        let before = cpu_seconds(None).unwrap();
+        // Reading /proc is itself CPU work: spin on it until a tick (10 ms) is counted.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut after = before;
+        while after <= before && Instant::now() < deadline {
+            after = cpu_seconds(None).unwrap();
+        }
+        assert!(after > before, "no CPU time counted in 10 s: {before} s");
+        let by_pid = cpu_seconds(Some(std::process::id())).unwrap();
+        assert!(by_pid >= after, "{by_pid} s by pid, {after} s by self");
     }
 }

@@ -210,10 +210,19 @@ fn opt(v: Option<f64>, precision: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
 }
 
-/// The terminal table.
+/// The terminal table: the run's settings, the timings, the costs, then the verdicts.
 pub fn table(report: &BenchReport) -> String {
-    let s = &report.settings;
     let mut out = String::new();
+    settings_lines(&mut out, report);
+    timing_table(&mut out, &report.scenarios);
+    cost_table(&mut out, report);
+    verdicts(&mut out, report);
+    out
+}
+
+/// What the run was set to, and the untimed registration of the rows.
+fn settings_lines(out: &mut String, report: &BenchReport) {
+    let s = &report.settings;
     let _ = writeln!(
         out,
         "\nFan-out benchmark: N = {} virtual connections, {} sockets; throttle R = {}/s (burst {}); \
@@ -239,6 +248,10 @@ pub fn table(report: &BenchReport) -> String {
             r.rows, r.seconds, r.rows_per_s
         );
     }
+}
+
+/// One row per scenario: how long, how fast, the latencies, and what went wrong on the way.
+fn timing_table(out: &mut String, scenarios: &[ScenarioResult]) {
     let _ = writeln!(
         out,
         "\n{:<38} {:<22} {:>7} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>6} {:>5} {:>8} {:>7} {:>6} {:>6}",
@@ -259,7 +272,7 @@ pub fn table(report: &BenchReport) -> String {
         "5xx",
         "requeue"
     );
-    for r in &report.scenarios {
+    for r in scenarios {
         let lat = r.latency.unwrap_or_default();
         let _ = writeln!(
             out,
@@ -284,6 +297,10 @@ pub fn table(report: &BenchReport) -> String {
             if r.timed_out { "  TIMED OUT" } else { "" }
         );
     }
+}
+
+/// One row per scenario of the CPU and memory it took, and a note on how to read them.
+fn cost_table(out: &mut String, report: &BenchReport) {
     let _ = writeln!(
         out,
         "\n{:<38} {:>8} {:>8} {:>7} {:>11} {:>10} {:>19} {:>8} {:>10} {:>12}",
@@ -324,6 +341,10 @@ pub fn table(report: &BenchReport) -> String {
          the rest of the machine's busy time (other processes), out of {} cores.)",
         report.machine.cores
     );
+}
+
+/// Ours against each seed run, what failed, and how long the whole run took.
+fn verdicts(out: &mut String, report: &BenchReport) {
     for c in &report.comparison {
         let _ = writeln!(
             out,
@@ -339,80 +360,84 @@ pub fn table(report: &BenchReport) -> String {
         let _ = writeln!(out, "FAILED: {failed}");
     }
     let _ = writeln!(out, "total run time: {:.0} s", report.total_s);
-    out
 }
 
 /// `bench.svg`: deliveries per second over the whole run and over ours' first seconds, and
 /// the latency CDF; one line per scenario, ours solid, the seed's design dashed.
 pub fn chart(report: &BenchReport) -> String {
-    let mut rates = Vec::new();
-    let mut cdfs = Vec::new();
-    for (i, r) in report.scenarios.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let dashed = r.design == Design::Seed;
-        let factor = (CHART_BUCKET_MS / r.rate.bucket_ms.max(1)).max(1) as usize;
-        rates.push(Series {
-            name: r.title.clone(),
-            color,
-            dashed,
-            points: r.rate.coarsen(factor).rates(),
-        });
-        cdfs.push(Series {
-            name: r.title.clone(),
-            color,
-            dashed,
-            points: r.cdf.iter().map(|&(ms, f)| (ms / 1000.0, f)).collect(),
-        });
-    }
     let s = &report.settings;
-    let throttle = Reference {
-        label: format!("account throttle R = {}/s", s.rate),
-        y: s.rate,
-    };
+    let (rates, cdfs) = lines(&report.scenarios);
     // Ours at the throttle takes about N/R: three times that shows its whole curve.
     let zoom = 3.0 * s.connections as f64 / s.rate;
     let heading = format!(
         "One update to N = {} connections: ours (solid) against the seed's design (dashed)",
         s.connections
     );
+    let whole = format!("Deliveries per second ({CHART_BUCKET_MS} ms buckets), whole run");
+    let first = format!("Deliveries per second, first {zoom:.0} s (3 x N/R)");
     svg::document(
         &heading,
         &[
-            Chart {
-                title: format!(
-                    "Deliveries per second ({} ms buckets), whole run",
-                    CHART_BUCKET_MS
-                ),
-                x_label: "seconds since the scenario's clock started".into(),
-                y_label: "deliveries / s".into(),
-                series: rates.clone(),
-                reference: Some(throttle.clone()),
-                x_max: None,
-                y_max: None,
-                y_percent: false,
-            },
-            Chart {
-                title: format!("Deliveries per second, first {zoom:.0} s (3 x N/R)"),
-                x_label: "seconds since the scenario's clock started".into(),
-                y_label: "deliveries / s".into(),
-                series: rates,
-                reference: Some(throttle),
-                x_max: Some(zoom),
-                y_max: None,
-                y_percent: false,
-            },
-            Chart {
-                title: "Per-connection latency CDF (first delivery minus the clock's start)".into(),
-                x_label: "latency, seconds".into(),
-                y_label: "connections reached".into(),
-                series: cdfs,
-                reference: None,
-                x_max: None,
-                y_max: Some(1.0),
-                y_percent: true,
-            },
+            rate_chart(whole, rates.clone(), s.rate, None),
+            rate_chart(first, rates, s.rate, Some(zoom)),
+            cdf_chart(cdfs),
         ],
     )
+}
+
+/// Each scenario's lines, (deliveries per second, latency CDF): a colour of its own for
+/// both, dashed for the seed's design.
+fn lines(scenarios: &[ScenarioResult]) -> (Vec<Series>, Vec<Series>) {
+    scenarios
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let line = |points| Series {
+                name: r.title.clone(),
+                color: PALETTE[i % PALETTE.len()],
+                dashed: r.design == Design::Seed,
+                points,
+            };
+            let cdf = r.cdf.iter().map(|&(ms, f)| (ms / 1000.0, f)).collect();
+            (line(chart_rates(&r.rate)), line(cdf))
+        })
+        .unzip()
+}
+
+/// (s, deliveries per second) in [`CHART_BUCKET_MS`] buckets.
+fn chart_rates(rate: &RateSeries) -> Vec<(f64, f64)> {
+    let factor = (CHART_BUCKET_MS / rate.bucket_ms.max(1)).max(1) as usize;
+    rate.coarsen(factor).rates()
+}
+
+/// Deliveries per second against the account throttle, up to `x_max` s (`None`: all).
+fn rate_chart(title: String, series: Vec<Series>, throttle: f64, x_max: Option<f64>) -> Chart {
+    Chart {
+        title,
+        x_label: "seconds since the scenario's clock started".into(),
+        y_label: "deliveries / s".into(),
+        series,
+        reference: Some(Reference {
+            label: format!("account throttle R = {throttle}/s"),
+            y: throttle,
+        }),
+        x_max,
+        y_max: None,
+        y_percent: false,
+    }
+}
+
+fn cdf_chart(series: Vec<Series>) -> Chart {
+    Chart {
+        title: "Per-connection latency CDF (first delivery minus the clock's start)".into(),
+        x_label: "latency, seconds".into(),
+        y_label: "connections reached".into(),
+        series,
+        reference: None,
+        x_max: None,
+        y_max: Some(1.0),
+        y_percent: true,
+    }
 }
 
 /// Writes `bench.json`, `bench.svg` and `bench.txt` (the table) into `dir`.
@@ -428,4 +453,241 @@ pub fn write(dir: &Path, report: &BenchReport, table: &str) -> std::io::Result<V
         std::fs::write(path, text)?;
     }
     Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use apigw::Faults;
+
+    use super::*;
+    use crate::Scenario;
+    use crate::baseline::SeedSettings;
+    use crate::golden::assert_golden;
+    use crate::measure::Received;
+    use crate::scenarios::{FROM_PROCESSOR, FROM_SEED, FROM_WRITE};
+
+    const N: usize = 2_000;
+    const RATE: f64 = 1_000.0;
+
+    fn settings() -> Settings {
+        Settings {
+            quick: false,
+            connections: N,
+            sockets: 100,
+            rate: RATE,
+            burst: 500,
+            latency_ms: 20,
+            jitter_ms: 10,
+            lambda_concurrency: 10,
+            batch_size: 1,
+            fanout_concurrency: 64,
+            shard_size: 1000,
+            send_concurrency: 4,
+            buckets: 1,
+            faults: Faults {
+                gone_rate: 0.0,
+                throttle_rate: 0.05,
+                error_rate: 0.02,
+            },
+            baseline: vec![
+                SeedSettings {
+                    max_sockets: Some(50),
+                    attempts: 3,
+                },
+                SeedSettings {
+                    max_sockets: None,
+                    attempts: 3,
+                },
+            ],
+            scenarios: Scenario::all(),
+            timeout_s: 600,
+            moto_pid: Some(4242),
+        }
+    }
+
+    /// N connections; `at(i)` is connection i's (first delivery in ms, messages), `None` if lost.
+    fn outcome(parts: u64, at: impl Fn(u64) -> Option<(u64, u64)>) -> Outcome {
+        let start = Instant::now();
+        let received = (0..N as u64).map(|i| match at(i) {
+            Some((ms, messages)) => Received {
+                messages,
+                first: Some(start + Duration::from_millis(ms)),
+            },
+            None => Received {
+                messages: 0,
+                first: None,
+            },
+        });
+        Outcome::of(start, parts, received)
+    }
+
+    fn usage(wall_s: f64, cpu_s: f64, peak_is_own: bool, moto_cpu_s: Option<f64>) -> Usage {
+        Usage {
+            wall_s,
+            cpu_s,
+            cores: cpu_s / wall_s,
+            start_rss_mib: 48.0,
+            peak_rss_mib: 131.5,
+            peak_is_own,
+            moto_cpu_s,
+            moto_cores: moto_cpu_s.map(|s| s / wall_s),
+            other_cores: 0.12,
+        }
+    }
+
+    fn gateway(
+        received: u64,
+        delivered: u64,
+        throttled: u64,
+        injected: (u64, u64),
+    ) -> CountersSnapshot {
+        CountersSnapshot {
+            posts_received: received,
+            posts_delivered: delivered,
+            posts_delivered_virtual: delivered,
+            rejected_throttled: throttled,
+            injected_throttle: injected.0,
+            injected_error: injected.1,
+            ..CountersSnapshot::default()
+        }
+    }
+
+    fn scenario(
+        (key, title, design, measured_from): (&str, &str, Design, &'static str),
+        outcome: Outcome,
+        timed_out: bool,
+        gateway: CountersSnapshot,
+        requeued_messages: Option<u64>,
+        usage: Usage,
+    ) -> ScenarioResult {
+        let meta = Meta {
+            key: key.to_owned(),
+            title: title.to_owned(),
+            design,
+            measured_from,
+            setup_s: 1.25,
+        };
+        let measured = Measured {
+            outcome,
+            parts: 1,
+            timed_out,
+            gateway,
+            requeued_messages,
+            usage,
+            details: serde_json::json!({}),
+        };
+        ScenarioResult::new(meta, N as f64 / RATE, measured)
+    }
+
+    /// A few ms of spread, the same in every run.
+    fn jitter(i: u64) -> u64 {
+        i * 7 % 13
+    }
+
+    /// Ours at the throttle, with faults (a few duplicates) and end to end (three lost).
+    fn ours() -> Vec<ScenarioResult> {
+        vec![
+            scenario(
+                ("fanout", "ours: fan-out", Design::Ours, FROM_PROCESSOR),
+                outcome(1, |i| Some((25 + i + jitter(i), 1))),
+                false,
+                gateway(2_040, 2_000, 40, (0, 0)),
+                Some(0),
+                usage(2.4, 1.9, true, Some(0.3)),
+            ),
+            scenario(
+                (
+                    "faults",
+                    "ours: fan-out, 5% 429 + 2% 5xx",
+                    Design::Ours,
+                    FROM_PROCESSOR,
+                ),
+                outcome(1, |i| {
+                    Some((25 + i * 11 / 10 + jitter(i), 1 + u64::from(i % 97 == 0)))
+                }),
+                false,
+                gateway(2_300, 2_021, 60, (100, 40)),
+                Some(14),
+                usage(2.7, 2.2, true, Some(0.35)),
+            ),
+            scenario(
+                ("e2e", "ours: end to end, virtual", Design::Ours, FROM_WRITE),
+                outcome(1, |i| {
+                    (![100, 1_000, 1_999].contains(&i)).then_some((400 + i + jitter(i), 1))
+                }),
+                false,
+                gateway(2_010, 1_997, 13, (0, 0)),
+                Some(2),
+                usage(3.1, 2.6, false, None),
+            ),
+        ]
+    }
+
+    /// The seed with 50 sockets (timed out part way) and unlimited (reached nobody).
+    fn seed_runs() -> Vec<ScenarioResult> {
+        vec![
+            scenario(
+                (
+                    "seed-50",
+                    "seed: Scan + post all, 50 sockets",
+                    Design::Seed,
+                    FROM_SEED,
+                ),
+                outcome(1, |i| {
+                    (i < 1_500).then_some((900 + i * 5 + jitter(i) * 5, 1))
+                }),
+                true,
+                gateway(1_560, 1_500, 60, (0, 0)),
+                None,
+                usage(600.0, 40.0, true, Some(12.0)),
+            ),
+            scenario(
+                (
+                    "seed-unlimited",
+                    "seed: Scan + post all, unlimited sockets",
+                    Design::Seed,
+                    FROM_SEED,
+                ),
+                outcome(1, |_| None),
+                true,
+                gateway(9_000, 0, 9_000, (0, 0)),
+                None,
+                usage(600.0, 75.5, true, Some(30.0)),
+            ),
+        ]
+    }
+
+    fn report() -> BenchReport {
+        let scenarios: Vec<_> = ours().into_iter().chain(seed_runs()).collect();
+        BenchReport {
+            started_at: "2025-01-06T10:00:00+00:00".to_owned(),
+            machine: Machine {
+                cores: 2,
+                moto_pid: Some(4242),
+            },
+            settings: settings(),
+            registration: Some(Registration {
+                rows: N,
+                seconds: 3.2,
+                rows_per_s: N as f64 / 3.2,
+            }),
+            comparison: Comparison::of(&scenarios),
+            scenarios,
+            failed_checks: vec!["e2e: 3 connections lost".to_owned()],
+            errors: vec!["Sockets: connecting 100 sockets: connection refused".to_owned()],
+            total_s: 1_234.5,
+        }
+    }
+
+    #[test]
+    fn the_table_is_unchanged() {
+        assert_golden("table.txt", &table(&report()));
+    }
+
+    #[test]
+    fn the_chart_is_unchanged() {
+        assert_golden("bench.svg", &chart(&report()));
+    }
 }

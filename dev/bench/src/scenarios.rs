@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use stack::Stack;
 use stack::bootstrap::METRICS_KEY;
 
-use super::baseline::{SeedBroadcast, SeedSettings};
+use super::baseline::{SeedBroadcast, SeedSettings, SeedStats};
 use super::fixture::Bench;
 use super::measure::{Outcome, Received, UsageMeter};
 use super::progress::Progress;
@@ -193,19 +193,8 @@ impl Bench {
 
         let meter = UsageMeter::start(self.settings.moto_pid)?;
         let start = Instant::now();
-        let parts = parts();
-        let stats = enqueue_pages(
-            pages(&self.ids),
-            &queue,
-            &parts,
-            now_ms(),
-            self.broadcast_settings(),
-        )
-        .await
-        .context("enqueueing the fanout jobs")?;
-        let sent = stats.jobs_sent;
+        let (n_parts, sent) = self.enqueue(&queue).await?;
         let enqueue_s = start.elapsed().as_secs_f64();
-        let n_parts = parts.messages.len() as u64;
         let all = wait_virtual(&stack.gateway, n_parts, self.timeout(), title).await;
         let usage = meter.finish()?;
         settle(&stack).await;
@@ -220,7 +209,7 @@ impl Bench {
             parts: n_parts,
             timed_out: !all,
             gateway: stack.gateway.counters(),
-            requeued_messages: Some(requeued(&stack, sent as u64)),
+            requeued_messages: Some(requeued(&stack, sent)),
             usage,
             details,
         };
@@ -236,6 +225,22 @@ impl Bench {
             self.floor_s(self.ids.len()),
             measured,
         ))
+    }
+
+    /// The processor's work, on the clock: the update split into parts, every id cut into
+    /// shards, one job per shard and part sent to `queue`. Returns (parts, jobs sent).
+    async fn enqueue(&self, queue: &JobQueue) -> anyhow::Result<(u64, u64)> {
+        let parts = parts();
+        let stats = enqueue_pages(
+            pages(&self.ids),
+            queue,
+            &parts,
+            now_ms(),
+            self.broadcast_settings(),
+        )
+        .await
+        .context("enqueueing the fanout jobs")?;
+        Ok((parts.messages.len() as u64, stats.jobs_sent))
     }
 
     /// Ours end to end: one metrics-table write, the stream poller, the processor paging the
@@ -288,10 +293,51 @@ impl Bench {
         let sockets = settings
             .max_sockets
             .map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
-        let key = format!("seed-{sockets}");
         let title = format!("seed: Scan + post all, {sockets} sockets");
         let setup = Instant::now();
-        // A bare gateway: the seed has no queue, and idle pollers would only load moto.
+        let gateway = self.seed_gateway().await?;
+        let seed = SeedBroadcast::new(
+            &self.sdk,
+            &self.table,
+            &gateway.management_endpoint(),
+            settings,
+        );
+        let message = seed_message();
+        let setup_s = setup.elapsed().as_secs_f64();
+
+        let meter = UsageMeter::start(self.settings.moto_pid)?;
+        let start = Instant::now();
+        let stats = self
+            .run_seed(seed, message, &gateway, &title, start)
+            .await?;
+        let usage = meter.finish()?;
+
+        let measured = Measured {
+            outcome: virtual_outcome(&gateway, start, 1),
+            parts: 1,
+            timed_out: stats.is_none(),
+            gateway: gateway.counters(),
+            requeued_messages: None,
+            usage,
+            details: json!({ "seed": stats, "settings": settings }),
+        };
+        gateway.shutdown().await?;
+        Ok(ScenarioResult::new(
+            Meta {
+                key: format!("seed-{sockets}"),
+                title,
+                design: Design::Seed,
+                measured_from: FROM_SEED,
+                setup_s,
+            },
+            self.floor_s(self.ids.len()),
+            measured,
+        ))
+    }
+
+    /// A bare gateway with every id connected: the seed has no queue, and idle pollers would
+    /// only load moto.
+    async fn seed_gateway(&self) -> anyhow::Result<Gateway> {
         let gateway = Gateway::bind(
             "127.0.0.1:0".parse().context("loopback address")?,
             self.gateway_config(Faults::default(), false),
@@ -301,23 +347,21 @@ impl Bench {
         for id in self.ids.iter() {
             gateway.add_virtual_connection(id.clone())?;
         }
-        let seed = SeedBroadcast::new(
-            &self.sdk,
-            &self.table,
-            &gateway.management_endpoint(),
-            settings,
-        );
-        let message = json!({
-            "type": "METRICS_UPDATE",
-            "updates": [{"eventType": "MODIFY", "timestamp": now_ms(), "data": metric_data()}],
-        })
-        .to_string();
-        let setup_s = setup.elapsed().as_secs_f64();
+        Ok(gateway)
+    }
 
-        let meter = UsageMeter::start(self.settings.moto_pid)?;
-        let start = Instant::now();
+    /// Runs the seed's function, started at `start`, until it returns or the timeout passes,
+    /// with a progress line. `None`: it timed out and was stopped.
+    async fn run_seed(
+        &self,
+        seed: SeedBroadcast,
+        message: String,
+        gateway: &Gateway,
+        title: &str,
+        start: Instant,
+    ) -> anyhow::Result<Option<SeedStats>> {
         let run = tokio::spawn(async move { seed.run(&message).await });
-        let mut progress = Progress::new(&title, self.ids.len() as u64);
+        let mut progress = Progress::new(title, self.ids.len() as u64);
         let deadline = start + self.timeout();
         while !run.is_finished() && Instant::now() < deadline {
             progress.update(gateway.counters().posts_delivered_virtual);
@@ -328,36 +372,21 @@ impl Bench {
             gateway.counters().posts_delivered_virtual,
             if timed_out { "TIMED OUT" } else { "done" },
         );
-        let stats = if timed_out {
+        if timed_out {
             run.abort();
-            None
-        } else {
-            Some(run.await.context("the seed function panicked")??)
-        };
-        let usage = meter.finish()?;
-
-        let measured = Measured {
-            outcome: virtual_outcome(&gateway, start, 1),
-            parts: 1,
-            timed_out,
-            gateway: gateway.counters(),
-            requeued_messages: None,
-            usage,
-            details: json!({ "seed": stats, "settings": settings }),
-        };
-        gateway.shutdown().await?;
-        Ok(ScenarioResult::new(
-            Meta {
-                key,
-                title,
-                design: Design::Seed,
-                measured_from: FROM_SEED,
-                setup_s,
-            },
-            self.floor_s(self.ids.len()),
-            measured,
-        ))
+            return Ok(None);
+        }
+        Ok(Some(run.await.context("the seed function panicked")??))
     }
+}
+
+/// The seed's wire format of the update: one METRICS_UPDATE holding the item.
+fn seed_message() -> String {
+    json!({
+        "type": "METRICS_UPDATE",
+        "updates": [{"eventType": "MODIFY", "timestamp": now_ms(), "data": metric_data()}],
+    })
+    .to_string()
 }
 
 /// Writes the metrics item (a new value each time), as the processing job does.

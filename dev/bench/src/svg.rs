@@ -67,48 +67,93 @@ pub fn document(heading: &str, charts: &[Chart]) -> String {
     svg
 }
 
-fn panel(svg: &mut String, chart: &Chart, top: f64) {
-    let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
-    let plot_h = PANEL_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-    let (x0, y0) = (MARGIN_LEFT, top + MARGIN_TOP);
-    let data_x = chart
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .fold(0.0, f64::max);
-    let x_max = nice_ceiling(chart.x_max.unwrap_or(data_x));
-    let visible = |p: &&(f64, f64)| p.0 <= x_max;
-    let data_y = chart
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().filter(visible))
-        .map(|p| p.1)
-        .chain(chart.reference.as_ref().map(|r| r.y))
-        .fold(0.0, f64::max);
-    let y_max = chart.y_max.unwrap_or_else(|| nice_ceiling(data_y * 1.05));
-    let sx = |x: f64| x0 + x / x_max * plot_w;
-    let sy = |y: f64| y0 + plot_h - y / y_max * plot_h;
+/// Where a chart's plot area sits on the page and the data ranges it shows.
+struct Plot {
+    x0: f64,
+    y0: f64,
+    w: f64,
+    h: f64,
+    x_max: f64,
+    y_max: f64,
+}
 
+impl Plot {
+    /// The plot area of the panel at `top`, with ranges that fit the chart's data (or its
+    /// fixed ones) and end on round numbers.
+    fn fit(chart: &Chart, top: f64) -> Self {
+        let data_x = chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .fold(0.0, f64::max);
+        let x_max = nice_ceiling(chart.x_max.unwrap_or(data_x));
+        // Only what is drawn counts, so that a zoomed chart is not squashed by later peaks.
+        let data_y = chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().filter(|p| p.0 <= x_max))
+            .map(|p| p.1)
+            .chain(chart.reference.as_ref().map(|r| r.y))
+            .fold(0.0, f64::max);
+        Self {
+            x0: MARGIN_LEFT,
+            y0: top + MARGIN_TOP,
+            w: WIDTH - MARGIN_LEFT - MARGIN_RIGHT,
+            h: PANEL_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM,
+            x_max,
+            y_max: chart.y_max.unwrap_or_else(|| nice_ceiling(data_y * 1.05)),
+        }
+    }
+
+    fn x(&self, x: f64) -> f64 {
+        self.x0 + x / self.x_max * self.w
+    }
+
+    fn y(&self, y: f64) -> f64 {
+        self.y0 + self.h - y / self.y_max * self.h
+    }
+
+    fn shows(&self, point: &(f64, f64)) -> bool {
+        point.0 <= self.x_max
+    }
+}
+
+fn panel(svg: &mut String, chart: &Chart, top: f64) {
+    let plot = Plot::fit(chart, top);
     let _ = writeln!(
         svg,
-        r#"<text x="{x0}" y="{}" font-size="14" font-weight="bold">{}</text>"#,
+        r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{}</text>"#,
+        plot.x0,
         top + 24.0,
         escape(&chart.title)
     );
-    // Grid, ticks and tick labels.
-    for x in ticks(x_max) {
-        let px = sx(x);
+    grid(svg, &plot, chart.y_percent);
+    frame(svg, &plot, &chart.x_label, &chart.y_label);
+    if let Some(reference) = &chart.reference {
+        reference_line(svg, &plot, reference);
+    }
+    for series in &chart.series {
+        polyline(svg, &plot, series);
+    }
+    legend(svg, &chart.series, plot.x0 + plot.w + 16.0, plot.y0);
+}
+
+/// Grid lines at the ticks of both axes, with their labels.
+fn grid(svg: &mut String, plot: &Plot, y_percent: bool) {
+    let (x0, y0) = (plot.x0, plot.y0);
+    for x in ticks(plot.x_max) {
+        let px = plot.x(x);
         let _ = writeln!(
             svg,
             r##"<line x1="{px:.1}" y1="{y0}" x2="{px:.1}" y2="{:.1}" stroke="#e5e5e5"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            y0 + plot_h,
-            y0 + plot_h + 16.0,
+            y0 + plot.h,
+            y0 + plot.h + 16.0,
             number(x)
         );
     }
-    for y in ticks(y_max) {
-        let py = sy(y);
-        let label = if chart.y_percent {
+    for y in ticks(plot.y_max) {
+        let py = plot.y(y);
+        let label = if y_percent {
             format!("{}%", number(y * 100.0))
         } else {
             number(y)
@@ -116,74 +161,83 @@ fn panel(svg: &mut String, chart: &Chart, top: f64) {
         let _ = writeln!(
             svg,
             r##"<line x1="{x0}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"##,
-            x0 + plot_w,
+            x0 + plot.w,
             x0 - 6.0,
             py + 4.0
         );
     }
+}
+
+/// The plot area's border and the axis labels.
+fn frame(svg: &mut String, plot: &Plot, x_label: &str, y_label: &str) {
+    let Plot { x0, y0, w, h, .. } = *plot;
     let _ = writeln!(
         svg,
-        r##"<rect x="{x0}" y="{y0}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>
+        r##"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#444"/>
 <text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>
 <text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
-        x0 + plot_w / 2.0,
-        y0 + plot_h + 38.0,
-        escape(&chart.x_label),
+        x0 + w / 2.0,
+        y0 + h + 38.0,
+        escape(x_label),
         x0 - 58.0,
-        y0 + plot_h / 2.0,
-        escape(&chart.y_label)
+        y0 + h / 2.0,
+        escape(y_label)
     );
-    if let Some(reference) = &chart.reference {
-        let py = sy(reference.y);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{x0}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#000" stroke-dasharray="2 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#000">{}</text>"##,
-            x0 + plot_w,
-            x0 + plot_w - 4.0,
-            py - 5.0,
-            escape(&reference.label)
-        );
-    }
-    for series in &chart.series {
-        let path: Vec<String> = series
-            .points
-            .iter()
-            .filter(visible)
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y.min(y_max))))
-            .collect();
-        let dash = if series.dashed {
-            r#" stroke-dasharray="6 3""#
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            svg,
-            r#"<polyline class="series" data-name="{}" fill="none" stroke="{}" stroke-width="1.8"{dash} points="{}"/>"#,
-            escape(&series.name),
-            series.color,
-            path.join(" ")
-        );
-    }
-    legend(svg, &chart.series, x0 + plot_w + 16.0, y0);
+}
+
+fn reference_line(svg: &mut String, plot: &Plot, reference: &Reference) {
+    let (x0, py) = (plot.x0, plot.y(reference.y));
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{x0}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#000" stroke-dasharray="2 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#000">{}</text>"##,
+        x0 + plot.w,
+        x0 + plot.w - 4.0,
+        py - 5.0,
+        escape(&reference.label)
+    );
+}
+
+/// One series' line; points beyond the x range are cut, values above the y range drawn at
+/// its top.
+fn polyline(svg: &mut String, plot: &Plot, series: &Series) {
+    let path: Vec<String> = series
+        .points
+        .iter()
+        .filter(|p| plot.shows(p))
+        .map(|&(x, y)| format!("{:.1},{:.1}", plot.x(x), plot.y(y.min(plot.y_max))))
+        .collect();
+    let _ = writeln!(
+        svg,
+        r#"<polyline class="series" data-name="{}" fill="none" stroke="{}" stroke-width="1.8"{} points="{}"/>"#,
+        escape(&series.name),
+        series.color,
+        dash(series),
+        path.join(" ")
+    );
 }
 
 fn legend(svg: &mut String, series: &[Series], x: f64, top: f64) {
     for (i, s) in series.iter().enumerate() {
         let y = top + 8.0 + 20.0 * i as f64;
-        let dash = if s.dashed {
-            r#" stroke-dasharray="6 3""#
-        } else {
-            ""
-        };
         let _ = writeln!(
             svg,
-            r#"<line x1="{x:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{}" stroke-width="2.5"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            r#"<line x1="{x:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{}" stroke-width="2.5"{}/><text x="{:.1}" y="{:.1}">{}</text>"#,
             x + 24.0,
             s.color,
+            dash(s),
             x + 30.0,
             y + 4.0,
             escape(&s.name)
         );
+    }
+}
+
+/// The dash attribute of a dashed series (the seed's design), in its line and its legend.
+fn dash(series: &Series) -> &'static str {
+    if series.dashed {
+        r#" stroke-dasharray="6 3""#
+    } else {
+        ""
     }
 }
 
@@ -315,6 +369,25 @@ mod tests {
             1,
             "only the point at 1 s: {line}"
         );
+    }
+
+    /// What the report's charts never reach: points above a fixed y range (drawn at its top),
+    /// a percent axis without a reference line, an empty chart, names to escape.
+    #[test]
+    fn edge_cases_render_unchanged() {
+        let over = Series {
+            name: "a \"quoted\" <name> & more".into(),
+            color: PALETTE[2],
+            dashed: false,
+            points: vec![(0.0, 0.2), (0.7, 1.4), (1.3, 0.9), (2.6, 1.0)],
+        };
+        let mut clipped = chart(vec![over]);
+        clipped.reference = None;
+        clipped.x_max = Some(2.5);
+        clipped.y_max = Some(1.0);
+        clipped.y_percent = true;
+        let svg = document("edge cases", &[clipped, chart(Vec::new())]);
+        crate::golden::assert_golden("svg_edge_cases.svg", &svg);
     }
 
     #[test]
