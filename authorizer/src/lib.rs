@@ -6,13 +6,15 @@
 //! - [`jwks`]: the issuer's keys, cached and refreshed under a rate limit;
 //! - [`policy`]: the Allow / Deny answer and its context;
 //! - [`handler`]: one request to one answer and one log line;
-//! - [`config`]: `AUTH_*` variables; [`mint`]: HS256 tokens for the local stack.
+//! - [`config`]: `AUTH_*` variables; [`secret`]: the HS256 secret from Secrets Manager;
+//! - [`mint`]: HS256 tokens for the local stack.
 
 pub mod config;
 pub mod handler;
 pub mod jwks;
 pub mod mint;
 pub mod policy;
+pub mod secret;
 pub mod token;
 pub mod verify;
 

@@ -3,14 +3,24 @@
 
 use std::sync::Arc;
 
-use authorizer::{ConnectAuthEvent, Verifier, config};
+use authorizer::{ConnectAuthEvent, Verifier, config, secret};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     platform::telemetry::init_function()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let config = config::load(&config::process_env()).inspect_err(|e| {
+    let secret = match secret::arn_to_fetch(&config::process_env())? {
+        Some(arn) => {
+            let sdk = platform::aws::sdk_config().await;
+            let client = aws_sdk_secretsmanager::Client::new(&sdk);
+            Some(secret::fetch(&client, &arn).await.inspect_err(|e| {
+                tracing::error!(error = %e, "the JWT secret could not be read");
+            })?)
+        }
+        None => None,
+    };
+    let config = config::load(&secret::env_with_secret(secret)).inspect_err(|e| {
         tracing::error!(error = %e, "authorizer configuration refused");
     })?;
     let verifier = Arc::new(Verifier::from_config(&config)?);
