@@ -1,6 +1,7 @@
 //! Helpers for the tests in `tests/`: fresh resources and private local stacks on the moto
 //! server that `make test` starts, real WebSocket clients, and metrics-table writes.
 
+pub mod auth;
 pub mod fixtures;
 
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,11 @@ pub struct Client {
 impl Client {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Self::from_socket(socket))
+    }
+
+    /// A client over a socket opened by the test (e.g. with handshake headers of its own).
+    pub fn from_socket(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let (sink, mut stream) = socket.split();
         let received = Arc::new(Mutex::new(Vec::new()));
         let closed = Arc::new(Mutex::new(false));
@@ -47,11 +53,11 @@ impl Client {
             }
             *c.lock().expect("not poisoned") = true;
         });
-        Ok(Self {
+        Self {
             sink,
             received,
             closed,
-        })
+        }
     }
 
     pub async fn send(&mut self, text: &str) -> anyhow::Result<()> {

@@ -95,6 +95,48 @@ async fn a_metric_write_shows_up_on_the_page_in_headless_chromium() -> anyhow::R
     Ok(())
 }
 
+/// With `AUTH_MODE=jwt`: the page without a token shows that it is refused; with `?token=` it
+/// sends the token as its WebSocket subprotocol, which `$connect` must answer for Chromium to
+/// keep the connection, and the written value arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_the_page_is_refused_then_connects_with_a_token_as_subprotocol()
+-> anyhow::Result<()> {
+    let mut config = StackConfig::for_tests();
+    config.auth = Some(e2e::auth::config());
+    let stack = start_stack(config).await;
+    let browser = Browser::launch().await?;
+    let mut page = Cdp::open_page(&browser.devtools_url).await?;
+    let status = "document.querySelector('#status')?.getAttribute('data-state')";
+
+    page.call("Page.navigate", json!({"url": stack.page_url()}))
+        .await?;
+    page.wait_for("the page to show it is refused", status, |s| s == "refused")
+        .await?;
+
+    let token = e2e::auth::token("page-user", None);
+    let url = format!("{}?token={token}", stack.page_url());
+    page.call("Page.navigate", json!({"url": url})).await?;
+    page.wait_for("the page's WebSocket to open with the token", status, |s| {
+        s == "open"
+    })
+    .await?;
+    put_metric(&stack, ENTITY, 99.0).await;
+    page.wait_for("the written value on the page", VALUE_CELL, |cell| {
+        cell["value"] == "99"
+    })
+    .await?;
+    let subjects = e2e::auth::subjects(&stack).await;
+    assert_eq!(
+        subjects,
+        ["page-user"],
+        "the row carries the token's subject"
+    );
+
+    browser.close().await;
+    stack.shutdown().await;
+    Ok(())
+}
+
 /// A headless Chromium with a fresh profile; killed (and its profile removed) when dropped,
 /// so a failing test does not leave it running.
 struct Browser {

@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::authorizer::ConnectAuthorizer;
 use super::faults::{Faults, Latency};
 use super::throttle::Throttle;
 
@@ -35,6 +36,8 @@ pub struct GatewayConfig {
     pub latency: Latency,
     /// Failures injected into posts.
     pub faults: Faults,
+    /// A Lambda REQUEST authorizer on `$connect`; `None` lets every handshake reach `$connect`.
+    pub authorizer: Option<ConnectAuthorizer>,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +54,7 @@ impl Default for GatewayConfig {
             throttle: None,
             latency: Latency::default(),
             faults: Faults::default(),
+            authorizer: None,
         }
     }
 }
@@ -75,6 +79,11 @@ impl GatewayConfig {
         }
         if let Some(throttle) = &self.throttle {
             validate_throttle(throttle)?;
+        }
+        if let Some(authorizer) = &self.authorizer
+            && (authorizer.region.is_empty() || authorizer.account_id.is_empty())
+        {
+            return invalid("the authorizer's region and account_id must be non-empty");
         }
         validate_faults(&self.faults)
     }

@@ -22,6 +22,11 @@ pub(crate) struct Counters {
     pub(crate) connects_rejected: AtomicU64,
     pub(crate) messages_received: AtomicU64,
     pub(crate) disconnects: AtomicU64,
+    pub(crate) authorizer_calls: AtomicU64,
+    pub(crate) authorizer_allowed: AtomicU64,
+    pub(crate) authorizer_denied: AtomicU64,
+    pub(crate) authorizer_unauthorized: AtomicU64,
+    pub(crate) authorizer_errors: AtomicU64,
 }
 
 /// Increments a counter.
@@ -63,12 +68,25 @@ pub struct CountersSnapshot {
     pub management_throttled: u64,
     /// Successful `$connect`s (WebSocket handshakes accepted).
     pub connects: u64,
-    /// `$connect`s refused by the handler (or failed in it).
+    /// `$connect`s refused by the handler (or failed in it); authorizer refusals, where
+    /// `$connect` never runs, are in the `authorizer_*` counters.
     pub connects_rejected: u64,
     /// Client data messages (text or binary) received.
     pub messages_received: u64,
     /// `$disconnect` events emitted.
     pub disconnects: u64,
+    /// Calls of the `$connect` authorizer. Each handshake it decides is counted once in
+    /// `authorizer_allowed`, `_denied`, `_unauthorized` or `_errors`, including those refused
+    /// with 401 before any call (a missing identity source).
+    pub authorizer_calls: u64,
+    /// Handshakes the authorizer allowed (`$connect` then ran).
+    pub authorizer_allowed: u64,
+    /// 403: the policy did not allow `$connect`.
+    pub authorizer_denied: u64,
+    /// 401: an identity source missing (no call), or the authorizer failed with `Unauthorized`.
+    pub authorizer_unauthorized: u64,
+    /// 500: the authorizer failed otherwise, or answered something malformed.
+    pub authorizer_errors: u64,
 }
 
 impl CountersSnapshot {
@@ -105,6 +123,11 @@ impl Counters {
             connects_rejected: get(&self.connects_rejected),
             messages_received: get(&self.messages_received),
             disconnects: get(&self.disconnects),
+            authorizer_calls: get(&self.authorizer_calls),
+            authorizer_allowed: get(&self.authorizer_allowed),
+            authorizer_denied: get(&self.authorizer_denied),
+            authorizer_unauthorized: get(&self.authorizer_unauthorized),
+            authorizer_errors: get(&self.authorizer_errors),
         }
     }
 
@@ -128,6 +151,11 @@ impl Counters {
             &self.connects_rejected,
             &self.messages_received,
             &self.disconnects,
+            &self.authorizer_calls,
+            &self.authorizer_allowed,
+            &self.authorizer_denied,
+            &self.authorizer_unauthorized,
+            &self.authorizer_errors,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

@@ -1,4 +1,5 @@
-//! The Lambda proxy events API Gateway sends to a WebSocket API's route integrations.
+//! The Lambda events API Gateway sends to a WebSocket API's route integrations, and to its
+//! `$connect` REQUEST authorizer.
 
 use std::collections::HashMap;
 
@@ -6,8 +7,10 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestIdentity, ApiGatewayWebsocketProxyRequest,
     ApiGatewayWebsocketProxyRequestContext,
 };
+use aws_lambda_events::query_map::QueryMap;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+use serde_json::{Map, Value, json};
 
 use super::conn_info::ConnInfo;
 use super::ids;
@@ -79,6 +82,7 @@ fn base_event(
     context.domain_name = Some(conn.domain_name.clone());
     context.connection_id = Some(conn.id.clone());
     context.apiid = Some(api.api_id.clone());
+    context.authorizer.fields = conn.authorizer.clone();
 
     let mut event = ApiGatewayWebsocketProxyRequest::default();
     event.request_context = context;
@@ -165,6 +169,76 @@ pub(crate) fn connect_event(
     event
 }
 
+/// `methodArn` of the `$connect` authorizer event:
+/// `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/$connect`.
+pub(crate) fn connect_method_arn(api: &ApiContext, region: &str, account_id: &str) -> String {
+    format!(
+        "arn:aws:execute-api:{region}:{account_id}:{}/{}/{CONNECT_ROUTE}",
+        api.api_id, api.stage
+    )
+}
+
+/// The `requestContext` keys a WebSocket REQUEST authorizer receives.
+const AUTHORIZER_CONTEXT_KEYS: [&str; 12] = [
+    "routeKey",
+    "eventType",
+    "extendedRequestId",
+    "requestTime",
+    "messageDirection",
+    "stage",
+    "connectedAt",
+    "requestTimeEpoch",
+    "requestId",
+    "domainName",
+    "connectionId",
+    "apiId",
+];
+
+/// The REQUEST authorizer event for a handshake, taken from its `$connect` event so that both
+/// carry the same headers, query string, ids and times. Fails only on a header value that is
+/// not UTF-8, which no Lambda event can carry.
+pub(crate) fn authorizer_event(
+    connect: &ApiGatewayWebsocketProxyRequest,
+    method_arn: &str,
+) -> serde_json::Result<Value> {
+    let mut proxy = serde_json::to_value(connect)?;
+    let context = &proxy["requestContext"];
+    let mut request_context = pick(context, &AUTHORIZER_CONTEXT_KEYS);
+    request_context.insert(
+        "identity".to_owned(),
+        Value::Object(pick(&context["identity"], &["sourceIp", "userAgent"])),
+    );
+    Ok(json!({
+        "type": "REQUEST",
+        "methodArn": method_arn,
+        "headers": proxy["headers"].take(),
+        "multiValueHeaders": proxy["multiValueHeaders"].take(),
+        "queryStringParameters": single_values(&connect.query_string_parameters),
+        "multiValueQueryStringParameters": proxy["multiValueQueryStringParameters"].take(),
+        "stageVariables": {},
+        "requestContext": request_context,
+    }))
+}
+
+/// A single-value query map as JSON strings (a `QueryMap` serializes every value as a list).
+fn single_values(query: &QueryMap) -> Value {
+    let map: Map<String, Value> = query
+        .iter()
+        .map(|(key, value)| (key.to_owned(), Value::String(value.to_owned())))
+        .collect();
+    Value::Object(map)
+}
+
+/// The non-null values of `keys` in `object`.
+fn pick(object: &Value, keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .filter_map(|&key| match object.get(key) {
+            None | Some(Value::Null) => None,
+            Some(value) => Some((key.to_owned(), value.clone())),
+        })
+        .collect()
+}
+
 /// A `MESSAGE` event for one client message. Binary frames arrive base64-encoded, as API
 /// Gateway passes them.
 pub(crate) fn message_event(
@@ -225,6 +299,7 @@ mod tests {
             source_ip: "127.0.0.1".to_owned(),
             user_agent: Some("test-agent".to_owned()),
             domain_name: "127.0.0.1:4510".to_owned(),
+            authorizer: HashMap::new(),
         }
     }
 
@@ -291,6 +366,92 @@ mod tests {
         assert_eq!(ctx.disconnect_reason.as_deref(), Some("Going away"));
         assert_eq!(event.headers["host"], "127.0.0.1:4510");
         assert!(event.body.is_none());
+    }
+
+    #[test]
+    fn authorizer_event_is_the_connect_request_as_a_request_authorizer_gets_it() {
+        use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:4510"));
+        headers.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("bearer, t0k"),
+        );
+        let connect = connect_event(&api(), &conn(), &headers, Some("token=abc&x=1&x=2"), 42);
+        let arn = connect_method_arn(&api(), "eu-west-1", "123456789012");
+        assert_eq!(
+            arn,
+            "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/local/$connect"
+        );
+        let event = authorizer_event(&connect, &arn).unwrap();
+
+        assert_eq!(event["type"], "REQUEST");
+        assert_eq!(event["methodArn"], arn.as_str());
+        assert_eq!(event["headers"]["sec-websocket-protocol"], "bearer, t0k");
+        assert_eq!(event["multiValueHeaders"]["x-forwarded-port"][0], "4510");
+        assert_eq!(event["queryStringParameters"]["token"], "abc");
+        assert_eq!(event["multiValueQueryStringParameters"]["x"][1], "2");
+        assert_eq!(event["stageVariables"], json!({}));
+        let ctx = &event["requestContext"];
+        let connect_ctx = &connect.request_context;
+        assert_eq!(ctx["routeKey"], "$connect");
+        assert_eq!(ctx["eventType"], "CONNECT");
+        assert_eq!(ctx["messageDirection"], "IN");
+        assert_eq!(ctx["connectionId"], "L0SM9cOFvHcCIhw=");
+        assert_eq!(ctx["requestId"], connect_ctx.request_id.as_deref().unwrap());
+        assert_eq!(ctx["extendedRequestId"], ctx["requestId"]);
+        assert_eq!(ctx["requestTimeEpoch"], 42);
+        assert_eq!(ctx["requestTime"], request_time(42).as_str());
+        assert_eq!(ctx["connectedAt"], 1_764_104_603_000_i64);
+        assert_eq!(ctx["apiId"], "abcdef1234");
+        assert_eq!(ctx["stage"], "local");
+        assert_eq!(ctx["domainName"], "127.0.0.1:4510");
+        assert_eq!(
+            ctx["identity"],
+            json!({"sourceIp": "127.0.0.1", "userAgent": "test-agent"})
+        );
+        assert!(ctx.get("authorizer").is_none() && ctx.get("accountId").is_none());
+
+        // What an authorizer written with aws_lambda_events reads from it.
+        let typed: ApiGatewayCustomAuthorizerRequestTypeRequest =
+            serde_json::from_value(event).unwrap();
+        assert_eq!(typed.method_arn.as_deref(), Some(arn.as_str()));
+        assert_eq!(typed.query_string_parameters.first("token"), Some("abc"));
+        assert_eq!(typed.headers["sec-websocket-protocol"], "bearer, t0k");
+    }
+
+    #[test]
+    fn authorizer_context_reaches_every_event_as_lambda_reads_it() {
+        let mut conn = conn();
+        conn.authorizer = HashMap::from([
+            ("principalId".to_owned(), json!("user-1")),
+            ("subject".to_owned(), json!("alice")),
+            ("level".to_owned(), json!(3)),
+        ]);
+        let events = [
+            connect_event(&api(), &conn, &HeaderMap::new(), None, 42),
+            message_event(&api(), &conn, "$default", "hi".to_owned(), false, 42),
+            disconnect_event(&api(), &conn, 1000, "bye", 42),
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["requestContext"]["authorizer"]["subject"], "alice");
+            let read: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json).unwrap();
+            let fields = &read.request_context.authorizer.fields;
+            assert_eq!(fields["principalId"], "user-1");
+            assert_eq!(fields["subject"], "alice");
+            assert_eq!(fields["level"], 3);
+        }
+        // Without an authorizer there is no `authorizer` at all.
+        let plain = serde_json::to_value(disconnect_event(
+            &api(),
+            &super::tests::conn(),
+            1000,
+            "",
+            42,
+        ));
+        assert!(plain.unwrap()["requestContext"].get("authorizer").is_none());
     }
 
     #[test]

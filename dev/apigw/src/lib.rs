@@ -2,23 +2,68 @@
 //! management API, on one loopback listener.
 //!
 //! - `ws://HOST:PORT/{stage}`: the handshake runs `$connect` through the [`RouteHandler`]; a
-//!   non-2xx answer refuses it with that status. Client messages become `MESSAGE` events routed
-//!   on `$request.body.action` (configured route keys, else `$default`); a handler's response
+//!   non-2xx answer refuses it with that status. A `Sec-WebSocket-Protocol` in `$connect`'s
+//!   response `headers` (or `multiValueHeaders`) is the handshake's protocol, passed through
+//!   as API Gateway does (even one the client did not offer); without one the handshake
+//!   completes with no protocol. Client messages become `MESSAGE` events routed on
+//!   `$request.body.action` (configured route keys, else `$default`); a handler's response
 //!   body goes back to the client. Client close, drop, idle timeout and maximum duration end in
 //!   `$disconnect` (best effort, as on AWS).
+//! - An optional Lambda REQUEST authorizer on `$connect` ([`GatewayConfig::authorizer`], a
+//!   [`ConnectAuthorizer`] over an [`Authorizer`]): identity sources checked first (one
+//!   missing or empty: 401, no call), then the REQUEST event as JSON (`methodArn`, headers,
+//!   query string, `requestContext` with `connectionId`). An `Allow` policy on the method ARN
+//!   runs `$connect`, and its `principalId`, context and `integrationLatency` are in
+//!   `requestContext.authorizer` of the `$connect`, `MESSAGE` and `$disconnect` events of the
+//!   connection; a `Deny` refuses with 403, an `Unauthorized` failure with 401, any other
+//!   failure or a malformed answer with 500, all before any WebSocket exists.
 //! - `POST|GET|DELETE http://HOST:PORT/{stage}/@connections/{id}`: what
 //!   aws-sdk-apigatewaymanagement calls with `endpoint_url = http://HOST:PORT/{stage}`, with
 //!   AWS's status codes and `x-amzn-ErrorType` (410 Gone, 413 PayloadTooLarge, 429
 //!   LimitExceeded, 500), an optional token-bucket throttle, added latency and injected faults.
 //! - Virtual connections: ids without a socket whose posts are accepted, counted and
 //!   time-stamped, so that a benchmark can fan out to 100k+ connections on one machine.
+//!
+//! ```no_run
+//! use apigw::{AuthorizerFailure, ConnectAuthorizer, Gateway, GatewayConfig};
+//! use apigw::{authorizer_fn, handler_fn, proxy_response};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let authorizer = authorizer_fn(|event: serde_json::Value| async move {
+//!     let Some(token) = event["queryStringParameters"]["token"].as_str() else {
+//!         return Err(AuthorizerFailure::Unauthorized);
+//!     };
+//!     let effect = if token == "let-me-in" { "Allow" } else { "Deny" };
+//!     Ok(serde_json::json!({
+//!         "principalId": "user-1",
+//!         "policyDocument": {"Version": "2012-10-17", "Statement": [{
+//!             "Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"],
+//!         }]},
+//!         "context": {"subject": "user-1"},
+//!     }))
+//! });
+//! let config = GatewayConfig {
+//!     authorizer: Some(
+//!         ConnectAuthorizer::new(authorizer)
+//!             .with_identity_sources(["route.request.querystring.token".parse()?]),
+//!     ),
+//!     ..GatewayConfig::default()
+//! };
+//! let routes = handler_fn(|_event| async { Ok(proxy_response(200, None)) });
+//! let gateway = Gateway::bind("127.0.0.1:0".parse()?, config, routes).await?;
+//! # drop(gateway);
+//! # Ok(())
+//! # }
+//! ```
 
+mod authorizer;
 mod config;
 mod conn_info;
 mod counters;
 mod events;
 mod faults;
 mod handler;
+mod handshake;
 pub mod ids;
 mod management;
 mod table;
@@ -39,6 +84,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use authorizer::{
+    Authorizer, AuthorizerFailure, AuthorizerResult, ConnectAuthorizer, IdentitySource,
+    InvalidIdentitySource, authorizer_fn,
+};
 pub use config::{GatewayConfig, GatewayError, MAX_PAYLOAD_BYTES};
 pub use counters::CountersSnapshot;
 pub use faults::{Faults, Latency};
@@ -144,7 +193,10 @@ impl Gateway {
             tasks: TaskTracker::new(),
         });
         let app = Router::new()
-            .route(&format!("/{}", shared.config.stage), get(ws::upgrade))
+            .route(
+                &format!("/{}", shared.config.stage),
+                get(handshake::upgrade),
+            )
             .merge(management::routes(&shared.config.stage))
             .with_state(shared.clone())
             .merge(extra);
@@ -257,6 +309,7 @@ impl Gateway {
                     .domain_name
                     .clone()
                     .unwrap_or_else(|| self.reachable_addr().to_string()),
+                authorizer: Default::default(),
             },
             ConnKind::Virtual(DeliveryStats::default()),
         ))

@@ -416,6 +416,7 @@ mod tests {
                 source_ip: "127.0.0.1".to_owned(),
                 user_agent: None,
                 domain_name: "localhost".to_owned(),
+                authorizer: Default::default(),
             },
             kind,
         ))

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apigw::{
-    Faults, Gateway, GatewayConfig, HandlerResult, Latency, MAX_PAYLOAD_BYTES, RouteHandler,
-    Throttle, ids, proxy_response,
+    AuthorizerFailure, AuthorizerResult, ConnectAuthorizer, Faults, Gateway, GatewayConfig,
+    HandlerResult, Latency, MAX_PAYLOAD_BYTES, RouteHandler, Throttle, authorizer_fn, ids,
+    proxy_response,
 };
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_sdk_apigatewaymanagement::Client;
@@ -19,6 +20,9 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::{
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use futures::future::BoxFuture;
 use futures::{SinkExt as _, StreamExt as _};
+use http::HeaderValue;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -37,6 +41,11 @@ enum ConnectAnswer {
     Accept,
     Status(u16),
     Fail,
+    /// Accepts, selecting a subprotocol in `headers` or in `multiValueHeaders`.
+    Protocol {
+        name: &'static str,
+        multi_value: bool,
+    },
 }
 
 /// Records every event; answers `$connect` as told; echoes `$default` bodies back (and fails
@@ -88,12 +97,103 @@ impl RouteHandler for Recorder {
                         Ok(proxy_response(status, Some("refused".to_owned())))
                     }
                     ConnectAnswer::Fail => Err("connect handler failure".into()),
+                    ConnectAnswer::Protocol { name, multi_value } => {
+                        Ok(selecting_protocol(name, multi_value))
+                    }
                 },
                 "$disconnect" => Ok(proxy_response(200, None)),
                 _ if body == "fail" => Err("message handler failure".into()),
                 _ => Ok(proxy_response(200, Some(format!("{route}:{body}")))),
             }
         })
+    }
+}
+
+fn selecting_protocol(
+    name: &'static str,
+    multi_value: bool,
+) -> aws_lambda_events::apigw::ApiGatewayProxyResponse {
+    let mut response = proxy_response(200, None);
+    let value = HeaderValue::from_static(name);
+    if multi_value {
+        response
+            .multi_value_headers
+            .append("sec-websocket-protocol", value);
+    } else {
+        response.headers.insert("Sec-WebSocket-Protocol", value);
+    }
+    response
+}
+
+/// How the test authorizer answers.
+#[derive(Debug, Clone, Copy)]
+enum AuthAnswer {
+    Allow,
+    Deny,
+    Unauthorized,
+    Fail,
+    Malformed,
+}
+
+/// Records every authorizer event and answers as told; an Allow carries `user-42` and a
+/// context as the project's authorizer builds it.
+struct AuthRecorder {
+    events: Mutex<Vec<Value>>,
+    answer: Mutex<AuthAnswer>,
+}
+
+impl AuthRecorder {
+    /// The recorder and a `$connect` authorizer that calls it, wired through `authorizer_fn`.
+    fn start(answer: AuthAnswer, identity_sources: &[&str]) -> (Arc<Self>, ConnectAuthorizer) {
+        let recorder = Arc::new(Self {
+            events: Mutex::new(Vec::new()),
+            answer: Mutex::new(answer),
+        });
+        let handler = authorizer_fn({
+            let recorder = recorder.clone();
+            move |event: Value| {
+                let recorder = recorder.clone();
+                async move { recorder.authorize(event) }
+            }
+        });
+        let sources = identity_sources.iter().map(|s| s.parse().unwrap());
+        let authorizer = ConnectAuthorizer::new(handler).with_identity_sources(sources);
+        (recorder, authorizer)
+    }
+
+    fn authorize(&self, event: Value) -> AuthorizerResult {
+        let policy = |effect: &str| {
+            json!({
+                "principalId": "user-42",
+                "policyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [{
+                        "Action": "execute-api:Invoke",
+                        "Effect": effect,
+                        "Resource": event["methodArn"],
+                    }],
+                },
+                "context": {"subject": "alice", "entityTypes": "stream,job", "admin": false},
+            })
+        };
+        let answer = match *self.answer.lock().unwrap() {
+            AuthAnswer::Allow => Ok(policy("Allow")),
+            AuthAnswer::Deny => Ok(policy("Deny")),
+            // What a Lambda authorizer does: fail with the message `Unauthorized`.
+            AuthAnswer::Unauthorized => Err(AuthorizerFailure::from_error("Unauthorized")),
+            AuthAnswer::Fail => Err(AuthorizerFailure::Failed("signing keys unavailable".into())),
+            AuthAnswer::Malformed => Ok(json!({"principalId": "user-42"})),
+        };
+        self.events.lock().unwrap().push(event);
+        answer
+    }
+
+    fn set_answer(&self, answer: AuthAnswer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    fn calls(&self) -> usize {
+        self.events.lock().unwrap().len()
     }
 }
 
@@ -142,6 +242,31 @@ impl Harness {
             .and_then(|e| e.request_context.connection_id.clone())
             .unwrap();
         (ws, id)
+    }
+
+    /// A gateway whose `$connect` runs through the test authorizer.
+    async fn with_authorizer(
+        answer: AuthAnswer,
+        identity_sources: &[&str],
+    ) -> (Self, Arc<AuthRecorder>) {
+        let (auth, authorizer) = AuthRecorder::start(answer, identity_sources);
+        let config = GatewayConfig {
+            authorizer: Some(authorizer),
+            ..GatewayConfig::default()
+        };
+        (Self::start(config).await, auth)
+    }
+
+    /// Expects the handshake to `ws_url() + suffix` refused; its status and JSON body.
+    async fn refused(&self, suffix: &str) -> (u16, Value) {
+        let url = format!("{}{suffix}", self.gateway.ws_url());
+        let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+        let tungstenite::Error::Http(response) = err else {
+            panic!("expected an HTTP refusal, got {err:?}");
+        };
+        let body = response.body().clone().unwrap_or_default();
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (response.status().as_u16(), body)
     }
 
     async fn post(&self, id: &str, data: impl Into<Vec<u8>>) -> PostResult {
@@ -898,4 +1023,243 @@ async fn shutdown_closes_sockets_and_runs_disconnect() {
     assert_eq!(code, CloseCode::Away);
     // shutdown() waits for the $disconnects.
     assert!(recorder.disconnect_of(&id).is_some());
+}
+
+/// An upgrade request written by hand, for answers that tungstenite (like a browser) would
+/// refuse to complete; the response's status line and headers.
+async fn raw_handshake(h: &Harness, protocols: &str) -> (String, Vec<(String, String)>) {
+    let mut stream = TcpStream::connect(h.gateway.local_addr()).await.unwrap();
+    let request = format!(
+        "GET /local HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: {protocols}\r\n\r\n",
+        h.gateway.local_addr()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let read = tokio::time::timeout(WAIT, reader.read_line(&mut line))
+            .await
+            .expect("timed out reading the handshake response")
+            .unwrap();
+        let line = line.trim_end().to_owned();
+        if read == 0 || line.is_empty() {
+            break;
+        }
+        lines.push(line);
+    }
+    let status = lines.remove(0);
+    let headers = lines
+        .iter()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_identity_source_is_401_without_calling_the_authorizer() {
+    let (h, auth) =
+        Harness::with_authorizer(AuthAnswer::Allow, &["route.request.querystring.token"]).await;
+
+    let (status, body) = h.refused("").await;
+    assert_eq!((status, body), (401, json!({"message": "Unauthorized"})));
+    // Present but empty is missing too.
+    assert_eq!(h.refused("?token=").await.0, 401);
+    assert_eq!(h.refused("?other=abc").await.0, 401);
+    assert_eq!(auth.calls(), 0);
+    assert!(h.recorder.events("$connect").is_empty());
+
+    // With the source present the authorizer is called and lets the client in.
+    let request = format!("{}?token=abc", h.gateway.ws_url())
+        .into_client_request()
+        .unwrap();
+    let (_ws, _id) = h.connect_with(request).await;
+    assert_eq!(auth.calls(), 1);
+    let counters = h.gateway.counters();
+    assert_eq!(
+        (
+            counters.authorizer_calls,
+            counters.authorizer_unauthorized,
+            counters.authorizer_allowed,
+            counters.connects
+        ),
+        (1, 3, 1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_is_403_and_connect_never_runs() {
+    let (h, auth) = Harness::with_authorizer(AuthAnswer::Deny, &[]).await;
+    let (status, body) = h.refused("").await;
+    assert_eq!((status, body), (403, json!({"message": "Forbidden"})));
+    assert_eq!(auth.calls(), 1, "no identity source: always called");
+    assert!(h.recorder.events("$connect").is_empty());
+    assert_eq!(h.gateway.socket_count(), 0);
+    let counters = h.gateway.counters();
+    assert_eq!(
+        (
+            counters.authorizer_calls,
+            counters.authorizer_denied,
+            counters.connects,
+            counters.connects_rejected
+        ),
+        (1, 1, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_failure_is_401() {
+    let (h, auth) = Harness::with_authorizer(AuthAnswer::Unauthorized, &[]).await;
+    let (status, body) = h.refused("?token=expired").await;
+    assert_eq!((status, body), (401, json!({"message": "Unauthorized"})));
+    assert_eq!(auth.calls(), 1);
+    assert!(h.recorder.events("$connect").is_empty());
+    let counters = h.gateway.counters();
+    assert_eq!(
+        (counters.authorizer_calls, counters.authorizer_unauthorized),
+        (1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorizer_failure_or_malformed_answer_is_500() {
+    let (h, auth) = Harness::with_authorizer(AuthAnswer::Fail, &[]).await;
+    let (status, body) = h.refused("").await;
+    assert_eq!(
+        (status, body),
+        (500, json!({"message": "Internal server error"}))
+    );
+    auth.set_answer(AuthAnswer::Malformed);
+    assert_eq!(h.refused("").await.0, 500);
+    assert_eq!(auth.calls(), 2);
+    assert!(h.recorder.events("$connect").is_empty());
+    let counters = h.gateway.counters();
+    assert_eq!(
+        (
+            counters.authorizer_calls,
+            counters.authorizer_errors,
+            counters.authorizer_allowed
+        ),
+        (2, 2, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_puts_principal_and_context_on_every_event_of_the_connection() {
+    // The project's way: the token rides in Sec-WebSocket-Protocol, and `$connect` selects
+    // the protocol so that the browser completes the handshake.
+    let (h, auth) = Harness::with_authorizer(
+        AuthAnswer::Allow,
+        &["route.request.header.Sec-WebSocket-Protocol"],
+    )
+    .await;
+    h.recorder.answer_connect(ConnectAnswer::Protocol {
+        name: "bearer",
+        multi_value: false,
+    });
+    let mut request = h.gateway.ws_url().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "bearer, t0ken".parse().unwrap());
+    let (mut ws, id) = h.connect_with(request).await;
+
+    // The authorizer's event: the handshake, as API Gateway hands it to a REQUEST authorizer.
+    let event = auth.events.lock().unwrap().pop().unwrap();
+    let connect = h.recorder.events("$connect").pop().unwrap();
+    assert_eq!(event["type"], "REQUEST");
+    assert_eq!(
+        event["methodArn"],
+        "arn:aws:execute-api:us-east-1:123456789012:localwsapi/local/$connect"
+    );
+    assert_eq!(event["headers"]["sec-websocket-protocol"], "bearer, t0ken");
+    let ctx = &event["requestContext"];
+    assert_eq!(ctx["connectionId"], id.as_str());
+    assert_eq!(ctx["routeKey"], "$connect");
+    assert_eq!(ctx["eventType"], "CONNECT");
+    assert_eq!(
+        ctx["requestId"],
+        connect.request_context.request_id.as_deref().unwrap()
+    );
+
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "$default:hello");
+    ws.close(None).await.unwrap();
+    eventually("$disconnect", || h.recorder.disconnect_of(&id).is_some()).await;
+
+    let message = h.recorder.events("$default").pop().unwrap();
+    let disconnect = h.recorder.disconnect_of(&id).unwrap();
+    for event in [connect, message, disconnect] {
+        // Through JSON, as a Lambda function receives it.
+        let json = serde_json::to_value(&event).unwrap();
+        let read: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json).unwrap();
+        let route = read.request_context.route_key.clone().unwrap();
+        let fields = &read.request_context.authorizer.fields;
+        assert_eq!(fields["principalId"], "user-42", "{route}");
+        assert_eq!(fields["subject"], "alice", "{route}");
+        assert_eq!(fields["entityTypes"], "stream,job", "{route}");
+        assert_eq!(fields["admin"], false, "{route}");
+        assert!(fields["integrationLatency"].is_u64(), "{route}");
+    }
+    let counters = h.gateway.counters();
+    assert_eq!(
+        (
+            counters.authorizer_calls,
+            counters.authorizer_allowed,
+            counters.connects
+        ),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_response_protocol_is_the_handshake_protocol() {
+    let h = Harness::start(GatewayConfig::default()).await;
+    for multi_value in [false, true] {
+        h.recorder.answer_connect(ConnectAnswer::Protocol {
+            name: "dashboard.v1",
+            multi_value,
+        });
+        let mut request = h.gateway.ws_url().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "other, dashboard.v1".parse().unwrap(),
+        );
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(response.status(), 101);
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            "dashboard.v1",
+            "multi_value: {multi_value}"
+        );
+        drop(ws);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_completes_with_whatever_protocol_connect_names() {
+    let h = Harness::start(GatewayConfig::default()).await;
+    // Offered, none named: the handshake completes without one, as on AWS.
+    let (status, headers) = raw_handshake(&h, "a, b").await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    assert_eq!(header(&headers, "sec-websocket-protocol"), None);
+
+    // Named but never offered: passed through unchanged, as on AWS.
+    h.recorder.answer_connect(ConnectAnswer::Protocol {
+        name: "zzz",
+        multi_value: false,
+    });
+    let (status, headers) = raw_handshake(&h, "a").await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    assert_eq!(header(&headers, "sec-websocket-protocol"), Some("zzz"));
+    assert_eq!(h.gateway.counters().connects, 2);
 }

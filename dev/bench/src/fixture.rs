@@ -177,6 +177,7 @@ impl Bench {
             broadcast: self.broadcast_settings(),
             max_message_bytes: processor::message::MAX_MESSAGE_BYTES,
             simulator: None,
+            auth: None,
         })
     }
 

@@ -99,20 +99,34 @@ impl QueuePoller {
         }
     }
 
+    /// One invocation: the batch in, then the handled messages deleted and the failed ones
+    /// left to come back after the visibility timeout.
     async fn invoke(&self, messages: Vec<Message>) {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         self.stats
             .messages
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let records: Vec<Value> = messages.iter().map(|m| self.lambda_record(m)).collect();
-        let event: SqsEvent = match serde_json::from_value(json!({ "Records": records })) {
-            Ok(event) => event,
-            Err(e) => {
-                error!(error = %e, "SQS messages do not form a Lambda event");
-                return;
-            }
+        let Some(event) = self.lambda_event(&messages) else {
+            return;
         };
-        let failed: Vec<String> = match self.function.invoke(event).await {
+        let failed = self.failed_ids(&messages, event).await;
+        self.stats
+            .returned
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        self.delete(handled_entries(&messages, &failed)).await;
+    }
+
+    fn lambda_event(&self, messages: &[Message]) -> Option<SqsEvent> {
+        let records: Vec<Value> = messages.iter().map(|m| self.lambda_record(m)).collect();
+        serde_json::from_value(json!({ "Records": records }))
+            .inspect_err(|e| error!(error = %e, "SQS messages do not form a Lambda event"))
+            .ok()
+    }
+
+    /// Invokes the function; the ids it reports as batch item failures, or every id when the
+    /// invocation itself fails.
+    async fn failed_ids(&self, messages: &[Message], event: SqsEvent) -> Vec<String> {
+        match self.function.invoke(event).await {
             Ok(response) => response
                 .batch_item_failures
                 .into_iter()
@@ -125,31 +139,20 @@ impl QueuePoller {
                     .filter_map(|m| m.message_id.clone())
                     .collect()
             }
-        };
-        self.stats
-            .returned
-            .fetch_add(failed.len() as u64, Ordering::Relaxed);
-        let done: Vec<DeleteMessageBatchRequestEntry> = messages
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.message_id.as_ref().is_none_or(|id| !failed.contains(id)))
-            .filter_map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .set_receipt_handle(m.receipt_handle.clone())
-                    .build()
-                    .ok()
-            })
-            .collect();
-        if done.is_empty() {
+        }
+    }
+
+    /// Deletes the handled messages; any left undeleted are delivered again, as on AWS.
+    async fn delete(&self, entries: Vec<DeleteMessageBatchRequestEntry>) {
+        if entries.is_empty() {
             return;
         }
-        let count = done.len() as u64;
+        let count = entries.len() as u64;
         match self
             .sqs
             .delete_message_batch()
             .queue_url(&self.queue_url)
-            .set_entries(Some(done))
+            .set_entries(Some(entries))
             .send()
             .await
         {
@@ -190,5 +193,47 @@ impl QueuePoller {
             "eventSourceARN": self.queue_arn,
             "awsRegion": "us-east-1",
         })
+    }
+}
+
+/// Delete entries for the messages whose ids are not in `failed`.
+fn handled_entries(messages: &[Message], failed: &[String]) -> Vec<DeleteMessageBatchRequestEntry> {
+    messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.message_id.as_ref().is_none_or(|id| !failed.contains(id)))
+        .filter_map(|(i, m)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .set_receipt_handle(m.receipt_handle.clone())
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: Option<&str>, receipt: &str) -> Message {
+        Message::builder()
+            .set_message_id(id.map(str::to_owned))
+            .receipt_handle(receipt)
+            .build()
+    }
+
+    #[test]
+    fn failed_messages_are_left_and_the_rest_deleted() {
+        let messages = [
+            message(Some("a"), "ra"),
+            message(Some("b"), "rb"),
+            message(None, "rc"),
+        ];
+        let entries = handled_entries(&messages, &["b".to_owned()]);
+        let handles: Vec<&str> = entries.iter().map(|e| e.receipt_handle()).collect();
+        assert_eq!(handles, ["ra", "rc"]);
+        let ids: Vec<&str> = entries.iter().map(|e| e.id()).collect();
+        assert_eq!(ids, ["0", "2"], "entry ids are unique within the batch");
     }
 }

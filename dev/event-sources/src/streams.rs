@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_sdk_dynamodbstreams::Client;
+use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsOutput;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use futures::future::BoxFuture;
 use platform::clock::now_ms;
@@ -120,67 +121,64 @@ impl StreamPoller {
             .collect())
     }
 
+    /// Reads one shard from its oldest record, batching as the mapping does (batch size,
+    /// window), until the shard ends or `stop`.
     async fn poll_shard(&self, shard_id: String, stop: CancellationToken) {
-        let mut iterator = match self
-            .client
-            .get_shard_iterator()
-            .stream_arn(&self.stream_arn)
-            .shard_id(&shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-        {
-            Ok(out) => out.shard_iterator,
-            Err(e) => {
-                error!(shard_id, error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e), "GetShardIterator failed");
-                return;
-            }
-        };
-        let mut batch: Vec<Value> = Vec::new();
-        let mut window_ends = Instant::now();
+        let mut iterator = self.first_iterator(&shard_id).await;
+        let mut batch = PendingBatch::new();
         while let Some(current) = iterator.take() {
             if stop.is_cancelled() {
                 break;
             }
-            let room = i32::try_from(self.config.batch_size - batch.len())
-                .unwrap_or(1000)
-                .clamp(1, 1000);
-            let out = match self
-                .client
-                .get_records()
-                .shard_iterator(&current)
-                .limit(room)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) => {
-                    warn!(shard_id, error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e), "GetRecords failed; retrying");
-                    iterator = Some(current);
-                    tokio::time::sleep(self.config.poll_interval).await;
-                    continue;
-                }
+            let room = batch.room(self.config.batch_size);
+            let Some(out) = self.get_records(&shard_id, &current, room).await else {
+                iterator = Some(current);
+                tokio::time::sleep(self.config.poll_interval).await;
+                continue;
             };
             iterator = out.next_shard_iterator;
             let records = out.records.unwrap_or_default();
             let got_records = !records.is_empty();
-            if batch.is_empty() && got_records {
-                window_ends = Instant::now() + self.config.window;
+            let records = records.iter().map(|r| lambda_record(r, &self.stream_arn));
+            batch.add(records, self.config.window);
+            if batch.is_ready(self.config.batch_size, iterator.is_none()) {
+                self.deliver(&shard_id, batch.take()).await;
             }
-            batch.extend(records.iter().map(|r| lambda_record(r, &self.stream_arn)));
-            let full = batch.len() >= self.config.batch_size;
-            let window_over = !batch.is_empty() && Instant::now() >= window_ends;
-            if full || window_over || (iterator.is_none() && !batch.is_empty()) {
-                self.deliver(&shard_id, std::mem::take(&mut batch)).await;
-            }
-            if !got_records {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
-                }
+            if !got_records && !pause(self.config.poll_interval, &stop).await {
+                break;
             }
         }
         info!(shard_id, "stream shard poller stopped");
+    }
+
+    async fn first_iterator(&self, shard_id: &str) -> Option<String> {
+        self.client
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(shard_id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .inspect_err(|e| error!(shard_id, error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(e), "GetShardIterator failed"))
+            .ok()?
+            .shard_iterator
+    }
+
+    /// One GetRecords call; `None` (logged) when it failed and should be retried.
+    async fn get_records(
+        &self,
+        shard_id: &str,
+        iterator: &str,
+        room: i32,
+    ) -> Option<GetRecordsOutput> {
+        self.client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(room)
+            .send()
+            .await
+            .inspect_err(|e| warn!(shard_id, error = %aws_sdk_dynamodbstreams::error::DisplayErrorContext(e), "GetRecords failed; retrying"))
+            .ok()
     }
 
     /// Invokes the function with `records`, retrying; a batch that keeps failing is bisected
@@ -268,6 +266,56 @@ impl StreamPoller {
     }
 }
 
+/// Records read but not yet delivered, and when their batching window ends.
+struct PendingBatch {
+    records: Vec<Value>,
+    window_ends: Instant,
+}
+
+impl PendingBatch {
+    fn new() -> Self {
+        Self {
+            records: Vec::new(),
+            window_ends: Instant::now(),
+        }
+    }
+
+    /// How many records the next GetRecords call may return.
+    fn room(&self, batch_size: usize) -> i32 {
+        i32::try_from(batch_size.saturating_sub(self.records.len()))
+            .unwrap_or(1000)
+            .clamp(1, 1000)
+    }
+
+    /// Adds records; the first records of an empty batch open its window.
+    fn add(&mut self, records: impl ExactSizeIterator<Item = Value>, window: Duration) {
+        if self.records.is_empty() && records.len() > 0 {
+            self.window_ends = Instant::now() + window;
+        }
+        self.records.extend(records);
+    }
+
+    /// Full, its window over, or the shard has ended: deliver now.
+    fn is_ready(&self, batch_size: usize, shard_ended: bool) -> bool {
+        if self.records.is_empty() {
+            return false;
+        }
+        self.records.len() >= batch_size || Instant::now() >= self.window_ends || shard_ended
+    }
+
+    fn take(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// Waits `interval`; `false` if `stop` came first.
+async fn pause(interval: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(interval) => true,
+    }
+}
+
 /// One stream record in the JSON form Lambda delivers.
 pub fn lambda_record(record: &Record, stream_arn: &str) -> Value {
     let change = record.dynamodb.as_ref();
@@ -297,4 +345,41 @@ pub fn lambda_record(record: &Record, stream_arn: &str) -> Value {
             "StreamViewType": change.and_then(|c| c.stream_view_type.as_ref()).map(|v| v.as_str()),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(n: usize) -> std::vec::IntoIter<Value> {
+        vec![json!({}); n].into_iter()
+    }
+
+    #[test]
+    fn a_batch_is_delivered_when_full_when_its_window_ends_or_when_the_shard_ends() {
+        let hour = Duration::from_secs(3600);
+        let mut batch = PendingBatch::new();
+        assert!(!batch.is_ready(3, true), "nothing to deliver");
+        assert_eq!(batch.room(3), 3);
+        batch.add(records(2), hour);
+        assert!(!batch.is_ready(3, false));
+        assert!(batch.is_ready(3, true));
+        assert_eq!(batch.room(3), 1);
+        batch.add(records(1), hour);
+        assert!(batch.is_ready(3, false));
+        assert_eq!(batch.take().len(), 3);
+        assert_eq!(batch.room(5000), 1000, "GetRecords' own limit");
+
+        // A window of zero is over as soon as the first records arrive.
+        batch.add(records(1), Duration::ZERO);
+        assert!(batch.is_ready(3, false));
+    }
+
+    #[test]
+    fn an_empty_read_does_not_open_the_window() {
+        let mut batch = PendingBatch::new();
+        batch.add(records(0), Duration::ZERO);
+        batch.add(records(1), Duration::from_secs(3600));
+        assert!(!batch.is_ready(3, false));
+    }
 }

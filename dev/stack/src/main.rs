@@ -108,6 +108,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     if args.simulator.trim() == "0" {
         config.simulator = None;
     }
+    config.auth = auth_from_env()?;
     let stack = Stack::start(&sdk, config)
         .await
         .with_context(|| format!("starting the local stack against {endpoint}"))?;
@@ -127,6 +128,20 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!("stopping");
     stack.shutdown().await;
     Ok(())
+}
+
+/// `AUTH_MODE=jwt` (with `AUTH_JWT_SECRET` or `AUTH_JWKS_URL`) turns the authorizer on, as
+/// the deployed functions read it; the default `none` lets every client connect.
+fn auth_from_env() -> anyhow::Result<Option<authorizer::AuthConfig>> {
+    let env = authorizer::config::process_env();
+    match authorizer::config::auth_mode(&env)? {
+        authorizer::AuthMode::None => Ok(None),
+        authorizer::AuthMode::Jwt => {
+            let config = authorizer::config::load(&env)?;
+            tracing::info!("AUTH_MODE=jwt: $connect needs a token (`local token --sub NAME`)");
+            Ok(Some(config))
+        }
+    }
 }
 
 fn init_tracing() {

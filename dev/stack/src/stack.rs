@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apigw::{Gateway, GatewayConfig, handler_fn};
+use apigw::{
+    Authorizer, AuthorizerFailure, ConnectAuthorizer, Gateway, GatewayConfig, authorizer_fn,
+    handler_fn,
+};
+use authorizer::{AuthConfig, ConnectAuthEvent, Verifier};
 use aws_config::SdkConfig;
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
@@ -43,6 +47,8 @@ pub struct StackConfig {
     pub broadcast: BroadcastSettings,
     pub max_message_bytes: usize,
     pub simulator: Option<SimulatorConfig>,
+    /// `AUTH_MODE=jwt`: the authorizer runs on `$connect`, as API Gateway runs it.
+    pub auth: Option<AuthConfig>,
 }
 
 impl StackConfig {
@@ -68,6 +74,7 @@ impl StackConfig {
             },
             max_message_bytes: processor::message::MAX_MESSAGE_BYTES,
             simulator: Some(SimulatorConfig::default()),
+            auth: None,
         }
     }
 
@@ -173,8 +180,13 @@ impl Stack {
     }
 }
 
-/// The gateway on `config.listen`, its routes running the registry's handlers, and the page.
+/// The gateway on `config.listen`, its routes running the registry's handlers, the page, and
+/// with `auth` the authorizer on `$connect`.
 async fn start_gateway(registry: &Registry, config: &StackConfig) -> anyhow::Result<Gateway> {
+    let mut gateway_config = config.gateway.clone();
+    if let Some(auth) = &config.auth {
+        gateway_config.authorizer = Some(ConnectAuthorizer::new(connect_authorizer(auth)?));
+    }
     let routes = {
         let registry = registry.clone();
         handler_fn(move |event| {
@@ -185,10 +197,27 @@ async fn start_gateway(registry: &Registry, config: &StackConfig) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     Ok(Gateway::start_with_routes(
         listener,
-        config.gateway.clone(),
+        gateway_config,
         routes,
         page::routes(&config.gateway.stage),
     )?)
+}
+
+/// The authorizer "function": the event as API Gateway sends it in, its answer or its error
+/// (`Unauthorized` becomes 401) out.
+fn connect_authorizer(auth: &AuthConfig) -> anyhow::Result<Arc<dyn Authorizer>> {
+    let verifier = Arc::new(Verifier::from_config(auth)?);
+    Ok(authorizer_fn(move |event| {
+        let verifier = verifier.clone();
+        async move {
+            let event: ConnectAuthEvent =
+                serde_json::from_value(event).map_err(AuthorizerFailure::from_error)?;
+            let answer = authorizer::authorize(&verifier, &event)
+                .await
+                .map_err(AuthorizerFailure::from_error)?;
+            serde_json::to_value(answer).map_err(AuthorizerFailure::from_error)
+        }
+    }))
 }
 
 /// The processor "function", as its Lambda bin builds it.

@@ -29,6 +29,11 @@
 
   var CONFIG = {
     wsUrl: resolveWsUrl(),
+    // A token for AUTH_MODE=jwt (`local token --sub NAME`): ?token=, or the token field. It is
+    // sent as the WebSocket subprotocol (it stays out of URLs and access logs), or in the
+    // query string with ?tokenIn=query.
+    token: params.get('token') || sessionStorage.getItem('iops-token') || '',
+    tokenInQuery: params.get('tokenIn') === 'query',
     pingIntervalMs: numParam('ping', 60) * 1000, // ?ping=<seconds>
     backoffBaseMs: 1000,
     backoffCapMs: 30000,
@@ -557,7 +562,10 @@
     $('rtt').textContent = stats.rttMs === null || stats.state !== 'open' ? '–' : Math.round(stats.rttMs) + ' ms';
   }
 
-  var STATE_TEXT = { connecting: 'Connecting…', open: 'Live', reconnecting: 'Reconnecting', closed: 'Closed' };
+  var STATE_TEXT = {
+    connecting: 'Connecting…', open: 'Live', reconnecting: 'Reconnecting', closed: 'Closed',
+    refused: 'Refused'
+  };
 
   function setState(state, detail) {
     stats.state = state;
@@ -583,6 +591,28 @@
   var pingTimer = null;
   var pingSentAt = null;
   var wanted = params.get('autoconnect') !== '0';
+  var refused = false; // the last attempt closed before it opened
+
+  /** The socket for the configured URL and token. */
+  function openSocket() {
+    if (!CONFIG.token) return new WebSocket(CONFIG.wsUrl);
+    if (CONFIG.tokenInQuery) {
+      var sep = CONFIG.wsUrl.indexOf('?') < 0 ? '?' : '&';
+      return new WebSocket(CONFIG.wsUrl + sep + 'token=' + encodeURIComponent(CONFIG.token));
+    }
+    return new WebSocket(CONFIG.wsUrl, [CONFIG.token]);
+  }
+
+  /** A handshake that never opened: browsers do not say why (401, 403 and an unreachable
+   *  server all look alike), so say what the likely causes are. */
+  function reportRefusal() {
+    refused = true;
+    stats.refusals = (stats.refusals || 0) + 1;
+    showAlert(CONFIG.token
+      ? 'The server refused the connection: the token may be invalid or expired (or the server is unreachable).'
+      : 'The server refused the connection or is unreachable. If it requires authentication, enter a token.');
+    log('connection refused before opening (' + stats.lastClose + ')', 'error');
+  }
 
   /** Exponential backoff with jitter: 1 s doubling to a 30 s cap, delay drawn from [base/2, base]. */
   function backoffDelay(n) {
@@ -597,7 +627,7 @@
     setState('connecting');
     var sock;
     try {
-      sock = new WebSocket(CONFIG.wsUrl);
+      sock = openSocket();
     } catch (err) {
       log('cannot open ' + CONFIG.wsUrl + ': ' + err.message, 'error');
       showAlert('Invalid WebSocket URL: ' + CONFIG.wsUrl);
@@ -611,6 +641,7 @@
     sock.onopen = function () {
       if (ws !== sock) return;
       attemptAtOpen = attempt;
+      refused = false;
       attempt = 0; // reset on a successful open (undone below if it drops within stableAfterMs)
       openedAt = Date.now();
       setState('open');
@@ -631,6 +662,7 @@
       clearInterval(pingTimer); pingTimer = null;
       pingSentAt = null;
       stats.lastClose = 'code ' + ev.code + (ev.reason ? ' (' + ev.reason + ')' : '');
+      if (!openedAt) reportRefusal();
       if (openedAt && Date.now() - openedAt < CONFIG.stableAfterMs) attempt = attemptAtOpen;
       openedAt = 0;
       if (!wanted) {
@@ -649,7 +681,7 @@
     log('connection closed (' + stats.lastClose + '), retrying in ' + (delay / 1000).toFixed(1) + ' s', 'warn');
     var tick = function () {
       var left = Math.max(0, Math.ceil((due - Date.now()) / 1000));
-      setState('reconnecting', 'in ' + left + 's');
+      setState(refused ? 'refused' : 'reconnecting', 'retry in ' + left + 's');
     };
     tick();
     countdownTimer = setInterval(tick, 1000);
@@ -709,6 +741,17 @@
       if (wanted) disconnect(); else { attempt = 0; connect(); }
     });
     $('alert-close').addEventListener('click', function () { $('alert').hidden = true; });
+    $('token').value = CONFIG.token;
+    $('token-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      CONFIG.token = $('token').value.trim();
+      if (CONFIG.token) sessionStorage.setItem('iops-token', CONFIG.token);
+      else sessionStorage.removeItem('iops-token');
+      log(CONFIG.token ? 'token set; reconnecting' : 'token cleared; reconnecting');
+      if (ws) { var sock = ws; ws = null; sock.close(1000, 'new token'); }
+      attempt = 0;
+      connect();
+    });
     $('filter').addEventListener('input', function (ev) {
       filterText = ev.target.value.trim().toLowerCase();
       views.forEach(function (v, id) { if (entities[id]) applyFilterTo(v.card, entities[id]); });
