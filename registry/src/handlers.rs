@@ -11,6 +11,7 @@ use platform::clock::now_ms;
 use tracing::{error, info, warn};
 
 use crate::client_message::{ClientMessage, Reply};
+use crate::config::RegistryConfig;
 use crate::connection::Connection;
 use crate::identity::Identity;
 use crate::store::Registry;
@@ -41,24 +42,8 @@ pub async fn connect(
     let Some(connection_id) = connection_id(event) else {
         return response(400, None);
     };
-    let context = &event.request_context;
-    let connected_at = if context.connected_at > 0 {
-        context.connected_at
-    } else {
-        now_ms()
-    };
-    let config = registry.config();
-    let identity = Identity::from_authorizer(&context.authorizer.fields);
     let subject = subject_of(event);
-    let connection = Connection::new(
-        connection_id,
-        connected_at,
-        context.identity.source_ip.clone(),
-        context.identity.user_agent.clone(),
-        config.buckets,
-        config.ttl_seconds,
-    )
-    .with_identity(identity);
+    let connection = new_row(connection_id, event, registry.config());
     match registry.register(&connection).await {
         Ok(()) => {
             info!(connection_id, subject, partition = %connection.connected, "connected");
@@ -69,6 +54,29 @@ pub async fn connect(
             response(500, None)
         }
     }
+}
+
+/// The row of a connection that `$connect` accepts: who and where from, per the event.
+fn new_row(
+    connection_id: &str,
+    event: &ApiGatewayWebsocketProxyRequest,
+    config: &RegistryConfig,
+) -> Connection {
+    let context = &event.request_context;
+    let connected_at = if context.connected_at > 0 {
+        context.connected_at
+    } else {
+        now_ms()
+    };
+    Connection::new(
+        connection_id,
+        connected_at,
+        context.identity.source_ip.clone(),
+        context.identity.user_agent.clone(),
+        config.buckets,
+        config.ttl_seconds,
+    )
+    .with_identity(Identity::from_authorizer(&context.authorizer.fields))
 }
 
 /// Removes the connection's row; an id without a row is not an error (the row may have been

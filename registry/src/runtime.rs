@@ -9,17 +9,14 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use crate::config::RegistryConfig;
 use crate::store::Registry;
 
-/// Runs one route handler as a Lambda function: JSON logs, config checked before the first
-/// event, one DynamoDB client for the life of the process.
+/// Runs one route handler as a Lambda function: config checked before the first event, one
+/// DynamoDB client for the life of the process.
 pub async fn serve_route<H, F>(handler: H) -> Result<(), Error>
 where
     H: Fn(Registry, ApiGatewayWebsocketProxyRequest) -> F,
     F: Future<Output = ApiGatewayProxyResponse>,
 {
-    let config = platform::telemetry::init_function()
-        .and_then(|()| RegistryConfig::from_env())
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk = platform::aws::sdk_config().await;
+    let (config, sdk) = platform::function::start(RegistryConfig::from_env).await?;
     let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), config);
     let handler = &handler;
     let registry = &registry;

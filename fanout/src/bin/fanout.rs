@@ -10,10 +10,7 @@ use registry::Registry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = platform::telemetry::init_function()
-        .and_then(|()| FanoutConfig::from_env())
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk = platform::aws::sdk_config().await;
+    let (config, sdk) = platform::function::start(FanoutConfig::from_env).await?;
     let fanout = Fanout {
         poster: ManagementApi::new(&sdk, &config.endpoint),
         registry: Registry::new(aws_sdk_dynamodb::Client::new(&sdk), config.registry),

@@ -9,10 +9,7 @@ use registry::Registry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = platform::telemetry::init_function()
-        .and_then(|()| ProcessorConfig::from_env())
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk = platform::aws::sdk_config().await;
+    let (config, sdk) = platform::function::start(ProcessorConfig::from_env).await?;
     let processor = Processor {
         registry: Registry::new(aws_sdk_dynamodb::Client::new(&sdk), config.registry.clone()),
         queue: JobQueue::new(aws_sdk_sqs::Client::new(&sdk), &config.queue),
