@@ -13,7 +13,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { emf, MetricName } from "./catalogue";
-import { FUNCTION_NAMES, functionName, queueNames, Settings } from "./config";
+import { deployedFunctions, functionName, queueNames, Settings } from "./config";
 
 /** One metric with the statistic an alarm or a graph reads it with (`Sum`, `Maximum`, `p99`...). */
 export interface MetricRef {
@@ -78,6 +78,7 @@ export function alarmSpecs(settings: Settings, targets: AlarmTargets): AlarmSpec
         stat,
     });
     const fanoutMetric = (name: MetricName<"fanout">, stat: string): MetricRef => ({ ...emf(stage, "fanout", name), stat });
+    const authorizerMetric = (name: MetricName<"authorizer">, stat: string): MetricRef => ({ ...emf(stage, "authorizer", name), stat });
     const fiveMinutes = { period: 300, evaluationPeriods: 1, datapointsToAlarm: 1 };
 
     const specs: AlarmSpec[] = [
@@ -172,18 +173,45 @@ export function alarmSpecs(settings: Settings, targets: AlarmTargets): AlarmSpec
         },
     ];
 
-    for (const fn of FUNCTION_NAMES) {
-        specs.push({
-            name: `${fn}-errors`,
-            description: `The ${functionName(settings, fn)} function failed invocations (errors, timeouts, crashes).`,
-            metric: lambda(functionName(settings, fn), "Errors", "Sum"),
-            ...fiveMinutes,
-            threshold: t.functionErrors,
-            comparisonOperator: "GreaterThanThreshold",
-            // Published per invocation: no invocation, no error (a stopped pipeline is
-            // processor-iterator-age's and fanout-queue-age's to see).
-            treatMissingData: "notBreaching",
-        });
+    for (const fn of deployedFunctions(settings)) {
+        if (fn === "authorizer") {
+            specs.push({
+                name: "authorizer-errors",
+                description: `The ${functionName(settings, fn)} function failed (crash, timeout, configuration or secret refused at start, signing keys unavailable): those connections were refused with 500.`,
+                // The authorizer answers a request without a token with the error `Unauthorized`
+                // (API Gateway's 401), which Lambda counts in Errors as well: one per client that
+                // connects without a token, not a failure. So: Errors less Unauthorized (both per
+                // invocation), or KeysUnavailable (the JWKS could not be had, a 500) if higher.
+                math: {
+                    metrics: {
+                        errors: lambda(functionName(settings, fn), "Errors", "Sum"),
+                        unauthorized: authorizerMetric("Unauthorized", "Sum"),
+                        keys: authorizerMetric("KeysUnavailable", "Sum"),
+                    },
+                    steps: { e: "FILL(errors, 0)", u: "FILL(unauthorized, 0)", k: "FILL(keys, 0)", failed: "e - u" },
+                    expression: "MAX([failed, k])",
+                    label: "authorizer failures (errors other than 401, or keys unavailable)",
+                },
+                ...fiveMinutes,
+                threshold: t.functionErrors,
+                comparisonOperator: "GreaterThanThreshold",
+                // No invocation, no failure; a start-up failure fails every invocation, so it
+                // always has data.
+                treatMissingData: "notBreaching",
+            });
+        } else {
+            specs.push({
+                name: `${fn}-errors`,
+                description: `The ${functionName(settings, fn)} function failed invocations (errors, timeouts, crashes).`,
+                metric: lambda(functionName(settings, fn), "Errors", "Sum"),
+                ...fiveMinutes,
+                threshold: t.functionErrors,
+                comparisonOperator: "GreaterThanThreshold",
+                // Published per invocation: no invocation, no error (a stopped pipeline is
+                // processor-iterator-age's and fanout-queue-age's to see).
+                treatMissingData: "notBreaching",
+            });
+        }
         specs.push({
             name: `${fn}-throttles`,
             description: `Lambda throttled invocations of ${functionName(settings, fn)} (concurrency limit reached).`,
@@ -261,6 +289,19 @@ export function alarmSpecs(settings: Settings, targets: AlarmTargets): AlarmSpec
         },
     );
 
+    if (settings.auth.mode === "jwt") {
+        specs.push({
+            name: "authorizer-denials-surge",
+            description: `More than ${t.authDenied} tokens were refused (403) in 5 minutes: a rotated secret without new tokens, clients with broken or expired tokens, or an attack.`,
+            metric: authorizerMetric("Denied", "Sum"),
+            ...fiveMinutes,
+            threshold: t.authDenied,
+            comparisonOperator: "GreaterThanThreshold",
+            // One EMF document per decision: no connection attempt, no denial.
+            treatMissingData: "notBreaching",
+        });
+    }
+
     const api = (metricName: string): MetricRef => ({
         namespace: "AWS/ApiGateway",
         metricName,
@@ -290,7 +331,7 @@ export function alarmSpecs(settings: Settings, targets: AlarmTargets): AlarmSpec
         },
         {
             name: "api-client-errors",
-            description: "API Gateway rejected client requests (4XX before the integration, including throttling).",
+            description: `API Gateway rejected client requests (4XX before the integration: throttling, oversize frames${settings.auth.mode === "jwt" ? ", and connections the authorizer refused with 401/403" : ""}).`,
             metric: api("ClientError"),
             ...fiveMinutes,
             threshold: t.apiClientErrors,

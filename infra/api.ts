@@ -1,10 +1,12 @@
 // The API Gateway WebSocket API: $connect, $disconnect and $default, each a Lambda proxy
 // integration; a $default route response so that what the message function returns (PONG,
-// ERROR, snapshots) reaches the client; one stage with access and execution logs and throttles.
+// ERROR, snapshots) reaches the client; with authMode jwt, the authorizer on $connect
+// (authorizer.ts); one stage with access and execution logs and throttles.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
+import { connectAuthorizer, ConnectAuthorizer } from "./authorizer";
 import { Settings } from "./config";
 import { RustFunction } from "./functions";
 
@@ -29,10 +31,23 @@ export interface WebSocketApi {
      */
     manageConnectionsArns: pulumi.Output<string>[];
     accessLogGroup: aws.cloudwatch.LogGroup;
+    /** $connect's authorizer, with authMode jwt. */
+    auth?: ConnectAuthorizer;
 }
 
-export function websocketApi(settings: Settings, handlers: Record<RouteKey, RustFunction>): WebSocketApi {
+/**
+ * The API. `authorizerFunction` is the `authorizer` function, which exists exactly when
+ * authMode is jwt: then $connect can only be reached through it.
+ */
+export function websocketApi(
+    settings: Settings,
+    handlers: Record<RouteKey, RustFunction>,
+    authorizerFunction?: RustFunction,
+): WebSocketApi {
     const stageName = settings.api.stageName;
+    if ((settings.auth.mode === "jwt") !== (authorizerFunction !== undefined)) {
+        throw new Error(`authMode ${settings.auth.mode} ${authorizerFunction === undefined ? "needs" : "takes no"} authorizer function`);
+    }
 
     const api = new aws.apigatewayv2.Api("websocket", {
         name: `${settings.prefix}-websocket`,
@@ -41,6 +56,10 @@ export function websocketApi(settings: Settings, handlers: Record<RouteKey, Rust
         routeSelectionExpression: "$request.body.action",
         description: "IOps dashboard METRICS_UPDATE fan-out",
     });
+
+    const auth = settings.auth.mode === "jwt" && authorizerFunction !== undefined
+        ? connectAuthorizer(settings, settings.auth, api, authorizerFunction)
+        : undefined;
 
     const routes: aws.apigatewayv2.Route[] = [];
     for (const routeKey of Object.keys(ROUTES) as RouteKey[]) {
@@ -73,6 +92,13 @@ export function websocketApi(settings: Settings, handlers: Record<RouteKey, Rust
             target: pulumi.interpolate`integrations/${integration.id}`,
             // Two-way route: the integration's response body is sent back to the client.
             ...(routeKey === "$default" ? { routeResponseSelectionExpression: "$default" } : {}),
+            // Only $connect takes an authorizer on a WebSocket API; the other routes belong to a
+            // connection that passed it. Without one, NONE: the seed's open $connect.
+            ...(routeKey === "$connect"
+                ? auth !== undefined
+                    ? { authorizationType: "CUSTOM", authorizerId: auth.authorizer.id }
+                    : { authorizationType: "NONE" }
+                : {}),
         });
         if (routeKey === "$default") {
             new aws.apigatewayv2.RouteResponse(logical, {
@@ -84,7 +110,9 @@ export function websocketApi(settings: Settings, handlers: Record<RouteKey, Rust
         routes.push(route);
     }
 
+    // The stage's first deployment (autoDeploy) then has every route and $connect's authorizer.
     const dependsOn: pulumi.Resource[] = [...routes];
+    if (auth !== undefined) dependsOn.push(auth.authorizer);
     if (settings.api.manageAccount) {
         dependsOn.push(apiGatewayAccountLogging(settings));
     }
@@ -153,6 +181,7 @@ export function websocketApi(settings: Settings, handlers: Record<RouteKey, Rust
         managementEndpoint: pulumi.interpolate`${api.apiEndpoint.apply((e) => e.replace(/^wss:\/\//, "https://"))}/${stage.name}`,
         manageConnectionsArns: [pulumi.interpolate`${base}/POST/@connections/*`],
         accessLogGroup,
+        auth,
     };
 }
 

@@ -11,7 +11,8 @@
 //   artifactBuild             deploy <fn>/bootstrap-<build>-<arch>.zip (the copy `make package`
 //                             keeps per git commit) instead of <fn>/bootstrap.zip   unset
 //   connectLiveVersion, disconnectLiveVersion, messageLiveVersion, processorLiveVersion,
-//   fanoutLiveVersion         pin the `live` alias to this published version (a rollback,
+//   fanoutLiveVersion, authorizerLiveVersion
+//                             pin the `live` alias to this published version (a rollback,
 //                             RUNBOOK "Roll back a deploy"); unset: the version just published
 //   logLevel                  RUST_LOG for every function                          info
 //   logRetentionDays          every log group's retention                          30
@@ -63,6 +64,35 @@
 //   Pings count against API Gateway's account throttle (10,000 requests/s by default), which
 //   PostToConnection shares: 1,000,000 dashboards pinging every 60 s would use 16,667/s alone.
 //   connectThrottleRate / connectThrottleBurst  $connect route throttle            500 / 500
+//   Authentication of $connect (RUNBOOK "Turn authentication on or off"; authorizer/src/config.rs):
+//   authMode                  none: no authorizer, $connect is open (the seed).   none
+//                             jwt: the `authorizer` function, a Lambda REQUEST authorizer,
+//                             verifies a JWT from ?token= or Sec-WebSocket-Protocol before
+//                             $connect runs. An auth* key below with authMode unset is an error
+//                             (an open API by mistake); authMode none keeps them, unused
+//   With jwt, at least one key source:
+//   authJwtSecretArn          AUTH_JWT_SECRET_ARN: the complete ARN (with its 6-character
+//                             suffix) of a Secrets Manager secret in the stack's region whose
+//                             SecretString is the HS256 secret, at least 32 bytes. The function
+//                             reads it at cold start (secretsmanager:GetSecretValue on exactly
+//                             this ARN); the value itself is never in config or the environment
+//   authJwtSecretKmsKeyArn    the customer-managed KMS key that encrypts that     unset:
+//                             secret (kms:Decrypt on it, for this secret only)    aws/secretsmanager
+//   authJwksUrl               AUTH_JWKS_URL, https:// only: RS256/ES256 keys, e.g. a Cognito
+//                             pool's https://cognito-idp.{region}.amazonaws.com/{poolId}/.well-known/jwks.json
+//   authIssuer                AUTH_ISSUER: the `iss` tokens must carry             unset
+//   authAudience              AUTH_AUDIENCE: accepted `aud` values, comma list    unset
+//   authIdentitySources       the authorizer's identity sources, comma list, e.g. none
+//                             route.request.querystring.token. API Gateway answers 401 without
+//                             calling the function unless EVERY one is present, so by default
+//                             none: the token may come in the query string or in the
+//                             Sec-WebSocket-Protocol header, and the function itself answers
+//                             401 when neither has one. Only if every client sends ?token=
+//   authSecretGeneration      AUTH_SECRET_GENERATION, 0..1000000000, read by no    unset
+//                             code: a new value publishes a new authorizer version whose cold
+//                             starts read the secret again (RUNBOOK "Rotate the JWT secret")
+//   authorizerMemoryMb / authorizerTimeoutSeconds, 4..29 (the JWKS fetch alone    256 / 5
+//                             may take 3 s; API Gateway waits 29 s)
 //   apiLoggingLevel           execution logging: ERROR | INFO | OFF                ERROR
 //   manageApiGatewayAccount   set the account's API Gateway CloudWatch role (one   false
 //                             stack per account and region; a fresh account needs it once)
@@ -74,7 +104,8 @@
 //     per 5 min, in %), failedDeliveriesThreshold (10: fewer Failed per 5 min never alarm),
 //     requeuedDeliveriesThreshold (10000 per 5 min), deliveryLatencyP99Ms (60000),
 //     fanoutQueueAgeMaxSeconds (300), apiIntegrationErrorsThreshold (10),
-//     apiExecutionErrorsThreshold (0), apiClientErrorsThreshold (100)
+//     apiExecutionErrorsThreshold (0), apiClientErrorsThreshold (100),
+//     authDeniedAlarmThreshold (100: tokens refused with 403 per 5 min, authMode jwt)
 
 import * as path from "path";
 
@@ -85,8 +116,11 @@ export interface ConfigSource {
 
 export type Architecture = "x86_64" | "arm64";
 
-/** The five Lambda binaries (cargo-lambda output `target/lambda/<name>/bootstrap.zip`). */
-export const FUNCTION_NAMES = ["connect", "disconnect", "message", "processor", "fanout"] as const;
+/**
+ * The Lambda binaries (cargo-lambda output `target/lambda/<name>/bootstrap.zip`). `authorizer`
+ * is deployed only with authMode jwt: `deployedFunctions` says which ones a stack has.
+ */
+export const FUNCTION_NAMES = ["connect", "disconnect", "message", "processor", "fanout", "authorizer"] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 
 /** The alias that API Gateway and the event source mappings invoke; a rollback moves it. */
@@ -111,6 +145,10 @@ export const STREAM_MAPPING = {
     // One batch per shard at a time keeps updates to an entity in stream order.
     parallelizationFactor: 1,
 } as const;
+
+/** The modes of $connect authentication (authorizer/src/config.rs `AuthMode`). */
+export const AUTH_MODES = ["none", "jwt"] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
 
 /** The retention periods CloudWatch Logs accepts. */
 const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
@@ -181,6 +219,8 @@ export interface Settings {
         loggingLevel: "ERROR" | "INFO" | "OFF";
         manageAccount: boolean;
     };
+    /** $connect authentication; `jwt` deploys the authorizer function and the API's authorizer. */
+    auth: AuthSettings;
     alarms: {
         email?: string;
         iteratorAgeMaxMs: number;
@@ -196,7 +236,29 @@ export interface Settings {
         apiIntegrationErrors: number;
         apiExecutionErrors: number;
         apiClientErrors: number;
+        /** Tokens refused (EMF `Denied` of the authorizer) per 5 minutes. */
+        authDenied: number;
     };
+}
+
+export type AuthSettings = { mode: "none" } | JwtAuthSettings;
+
+export interface JwtAuthSettings {
+    mode: "jwt";
+    /** The Secrets Manager secret holding the HS256 secret: its ARN only, never its value. */
+    secretArn?: string;
+    /** The customer-managed key that encrypts it (kms:Decrypt granted for this secret only). */
+    secretKmsKeyArn?: string;
+    jwksUrl?: string;
+    issuer?: string;
+    /** Accepted `aud` values (AUTH_AUDIENCE, comma-joined). */
+    audiences: string[];
+    /** The Authorizer's identitySources: empty, the function alone decides (see the header). */
+    identitySources: string[];
+    /** AUTH_SECRET_GENERATION: bumped to make new cold starts read the secret again. */
+    secretGeneration?: number;
+    memoryMb: number;
+    timeoutSeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -256,6 +318,14 @@ class Reader {
         return value;
     }
 
+    /** A comma-separated list, items trimmed, empty items dropped. */
+    list(key: string): string[] {
+        return (this.optional(key) ?? "")
+            .split(",")
+            .map((item) => item.trim())
+            .filter((item) => item !== "");
+    }
+
     oneOf<T extends string>(key: string, fallback: T, allowed: readonly T[]): T {
         const raw = this.optional(key);
         if (raw === undefined) return fallback;
@@ -297,6 +367,120 @@ function metricsSource(c: Reader, prefix: string): Settings["metrics"] {
         );
     }
     return { kind: "create", tableName: metricsTableName ?? `${prefix}-metrics` };
+}
+
+/** The auth* keys that only mean something with authMode jwt (see `authSettings`). */
+const JWT_KEYS = ["authJwtSecretArn", "authJwtSecretKmsKeyArn", "authJwksUrl", "authIssuer", "authAudience", "authIdentitySources"] as const;
+
+/** A Secrets Manager secret's complete ARN: region, account, name and the 6-character suffix. */
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):(\d{12}):secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key\/[A-Za-z0-9-]+$/;
+/** What API Gateway accepts as a WebSocket REQUEST authorizer's identity source. */
+const IDENTITY_SOURCE = /^(route\.request\.(header|querystring)\.[A-Za-z0-9._-]+|stageVariables\.[A-Za-z0-9._-]+|context\.[A-Za-z0-9._-]+)$/;
+
+/**
+ * authJwtSecretArn: the ARN, and nothing else. Checked whatever authMode says: a value that is
+ * not an ARN may be the secret itself, pasted in the wrong place, and is never echoed.
+ */
+function jwtSecretArn(c: Reader): string | undefined {
+    const secretArn = c.optional("authJwtSecretArn");
+    if (secretArn !== undefined && !SECRET_ARN.test(secretArn)) {
+        throw new ConfigError(
+            secretArn.startsWith("arn:")
+                ? `config authJwtSecretArn=${JSON.stringify(secretArn)} is not the complete ARN of a Secrets Manager secret (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>): \`aws secretsmanager describe-secret --secret-id <name> --query ARN\` prints it`
+                : "config authJwtSecretArn is not an ARN (its value is not shown: it may be the secret itself). It takes the ARN of a Secrets Manager secret that holds the HS256 secret; the secret's value never goes into Pulumi config. If a secret value was set here, remove it (`pulumi config rm authJwtSecretArn`) and rotate that secret: it is in the stack's config history",
+        );
+    }
+    return secretArn;
+}
+
+/**
+ * $connect authentication. authMode defaults to none (the seed's open $connect); but a stack
+ * that names a key source without saying authMode would deploy an open API while its owner
+ * believes it authenticates, so that is an error, and authMode none must then be explicit.
+ */
+function authSettings(c: Reader): AuthSettings {
+    const explicit = c.optional("authMode");
+    const mode = c.oneOf<AuthMode>("authMode", "none", AUTH_MODES);
+    const secretArn = jwtSecretArn(c);
+    if (mode === "none") {
+        const set = JWT_KEYS.filter((key) => c.optional(key) !== undefined);
+        if (explicit === undefined && set.length > 0) {
+            throw new ConfigError(
+                `${set.join(", ")} ${set.length === 1 ? "is" : "are"} set but authMode is not: set authMode jwt to authenticate $connect, or authMode none to keep ${set.length === 1 ? "it" : "them"} unused (an open $connect)`,
+            );
+        }
+        return { mode };
+    }
+
+    const secretKmsKeyArn = c.optional("authJwtSecretKmsKeyArn");
+    if (secretKmsKeyArn !== undefined) {
+        if (secretArn === undefined) {
+            throw new ConfigError("authJwtSecretKmsKeyArn is the key of the secret authJwtSecretArn names: set authJwtSecretArn too, or remove it");
+        }
+        const key = KMS_KEY_ARN.exec(secretKmsKeyArn);
+        if (key === null) {
+            throw new ConfigError(`config authJwtSecretKmsKeyArn=${JSON.stringify(secretKmsKeyArn)} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>; an alias does not work in IAM)`);
+        }
+        const secretRegion = SECRET_ARN.exec(secretArn)![1];
+        if (key[1] !== secretRegion) {
+            throw new ConfigError(`authJwtSecretKmsKeyArn is in ${key[1]}, the secret in ${secretRegion}: Secrets Manager encrypts a secret with a key of its own region`);
+        }
+    }
+
+    const jwksUrl = c.optional("authJwksUrl");
+    if (jwksUrl !== undefined) {
+        let url: URL | undefined;
+        try {
+            url = new URL(jwksUrl);
+        } catch {
+            url = undefined;
+        }
+        // Keys over TLS only: the function refuses plain http except to loopback, which a
+        // Lambda function cannot reach anyway.
+        if (url === undefined || url.protocol !== "https:") {
+            throw new ConfigError(`config authJwksUrl=${JSON.stringify(jwksUrl)} is not an https:// URL`);
+        }
+    }
+    if (secretArn === undefined && jwksUrl === undefined) {
+        throw new ConfigError(
+            "authMode jwt needs a key source: authJwtSecretArn (a Secrets Manager secret holding the HS256 secret) and/or authJwksUrl (RS256/ES256 keys, e.g. a Cognito user pool's .well-known/jwks.json)",
+        );
+    }
+
+    const identitySources = c.list("authIdentitySources");
+    for (const source of identitySources) {
+        if (!IDENTITY_SOURCE.test(source)) {
+            throw new ConfigError(
+                `config authIdentitySources: ${JSON.stringify(source)} is not a WebSocket identity source (route.request.querystring.<name>, route.request.header.<name>, stageVariables.<name> or context.<name>)`,
+            );
+        }
+    }
+    // API Gateway calls the function only when every source is present: a client that sends its
+    // token in the query string never sends it as a subprotocol too, so it would always get 401.
+    const inQuery = identitySources.some((s) => s.startsWith("route.request.querystring."));
+    const inProtocol = identitySources.some((s) => s.toLowerCase() === "route.request.header.sec-websocket-protocol");
+    if (inQuery && inProtocol) {
+        throw new ConfigError(
+            "authIdentitySources lists a query string parameter and the Sec-WebSocket-Protocol header: API Gateway requires every listed source, and a client sends its token one way; list one, or none (the default: the function accepts either)",
+        );
+    }
+
+    return {
+        mode,
+        secretArn,
+        secretKmsKeyArn,
+        jwksUrl,
+        issuer: c.optional("authIssuer"),
+        audiences: c.list("authAudience"),
+        identitySources,
+        secretGeneration: c.optionalInt("authSecretGeneration", 0, 1000000000),
+        // A small function: it verifies a signature (and, on a cold start or a new kid, fetches
+        // keys); 256 MB gives its TLS and RSA work more CPU than 128 MB for the same price per ms.
+        memoryMb: c.int("authorizerMemoryMb", 256, 128, 10240),
+        // API Gateway gives up on an authorizer after 29 s; the JWKS fetch is bounded at 3 s.
+        timeoutSeconds: c.int("authorizerTimeoutSeconds", 5, 4, 29),
+    };
 }
 
 /**
@@ -370,6 +554,7 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
         message: c.optionalInt("messageLiveVersion", 1, MAX_VERSION),
         processor: c.optionalInt("processorLiveVersion", 1, MAX_VERSION),
         fanout: c.optionalInt("fanoutLiveVersion", 1, MAX_VERSION),
+        authorizer: c.optionalInt("authorizerLiveVersion", 1, MAX_VERSION),
     };
     const liveVersions: Settings["liveVersions"] = {};
     for (const fn of FUNCTION_NAMES) {
@@ -439,6 +624,7 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
             loggingLevel: c.oneOf("apiLoggingLevel", "ERROR", ["ERROR", "INFO", "OFF"] as const),
             manageAccount: c.bool("manageApiGatewayAccount", false),
         },
+        auth: authSettings(c),
         alarms: {
             email: c.optional("alarmEmail"),
             iteratorAgeMaxMs,
@@ -453,12 +639,18 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
             apiIntegrationErrors: c.int("apiIntegrationErrorsThreshold", 10, 0, 100000000),
             apiExecutionErrors: c.int("apiExecutionErrorsThreshold", 0, 0, 100000000),
             apiClientErrors: c.int("apiClientErrorsThreshold", 100, 0, 100000000),
+            authDenied: c.int("authDeniedAlarmThreshold", 100, 0, 100000000),
         },
     };
     if (!/^[A-Za-z0-9_]{1,128}$/.test(settings.api.stageName)) {
         throw new ConfigError(`config stageName=${JSON.stringify(settings.api.stageName)} may hold only letters, digits and _`);
     }
     return settings;
+}
+
+/** The functions this stack deploys: the authorizer only with authMode jwt. */
+export function deployedFunctions(settings: Settings): FunctionName[] {
+    return FUNCTION_NAMES.filter((fn) => fn !== "authorizer" || settings.auth.mode === "jwt");
 }
 
 /** Physical names, all derived here so that RUNBOOK.md can name them exactly. */

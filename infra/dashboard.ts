@@ -126,6 +126,20 @@ export function dashboard(
             title: "broadcast lag (p99) and delivery latency (p99)",
             metrics: [emfRow("processor", "BroadcastLag", "p99"), emfRow("fanout", "DeliveryLatency", "p99")],
         },
+        // With authMode jwt: what the authorizer decided, one count per $connect attempt.
+        ...(settings.auth.mode === "jwt"
+            ? [
+                  {
+                      title: "authorizer decisions ($connect)",
+                      metrics: [
+                          emfRow("authorizer", "Allowed"),
+                          emfRow("authorizer", "Denied"),
+                          emfRow("authorizer", "Unauthorized"),
+                          emfRow("authorizer", "KeysUnavailable"),
+                      ],
+                  },
+              ]
+            : []),
         {
             title: "connections and messages",
             metrics: [

@@ -1,15 +1,16 @@
-// The five Rust functions: each with its own log group (retention from config), its own role and
+// The Rust functions (five, and the authorizer with authMode jwt): each with its own log group
+// (retention from config), its own role and
 // the environment its bin reads, published as a new version on every change behind the alias
 // `live`, which is what API Gateway and the event source mappings invoke: a rollback moves the
 // alias back to an earlier version (RUNBOOK "Roll back a deploy") without a build. The
 // environment builders below are the one place where stack settings become the variables of
-// registry/src/config.rs and the processor and fanout bins.
+// registry/src/config.rs, the processor and fanout bins and authorizer/src/config.rs.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { checkedArtifact } from "./artifacts";
-import { functionLogGroupName, functionName, FunctionName, LIVE_ALIAS, Settings } from "./config";
+import { functionLogGroupName, functionName, FunctionName, JwtAuthSettings, LIVE_ALIAS, Settings } from "./config";
 import { lambdaRole, ownLogGroup, Statement } from "./iam";
 
 export type Environment = Record<string, pulumi.Input<string>>;
@@ -145,4 +146,28 @@ export function fanoutEnvironment(
         FANOUT_CONCURRENCY: String(settings.fanout.concurrency),
         FANOUT_MAX_ATTEMPTS: String(settings.fanout.maxAttempts),
     };
+}
+
+/**
+ * The authorizer: authorizer/src/config.rs and authorizer/src/secret.rs. The HS256 secret's
+ * ARN, never its value: the function fetches the value at cold start, so it is in neither the
+ * stack's config nor the function's configuration (which `lambda:GetFunctionConfiguration`
+ * shows to anyone who may read it). Only the settings the stack gives are set.
+ */
+export function authorizerEnvironment(settings: Settings, auth: JwtAuthSettings): Environment {
+    const env: Environment = {
+        RUST_LOG: settings.logLevel,
+        // The `Stage` dimension of its EMF documents (Allowed, Denied, ...), as for the others.
+        STAGE: settings.api.stageName,
+        // The function refuses to start with anything else (it is deployed only for jwt).
+        AUTH_MODE: "jwt",
+    };
+    if (auth.secretArn !== undefined) env.AUTH_JWT_SECRET_ARN = auth.secretArn;
+    if (auth.jwksUrl !== undefined) env.AUTH_JWKS_URL = auth.jwksUrl;
+    if (auth.issuer !== undefined) env.AUTH_ISSUER = auth.issuer;
+    if (auth.audiences.length > 0) env.AUTH_AUDIENCE = auth.audiences.join(",");
+    // Read by no code: a new value is a new configuration, hence a new version whose cold starts
+    // fetch the secret again (RUNBOOK "Rotate the JWT secret").
+    if (auth.secretGeneration !== undefined) env.AUTH_SECRET_GENERATION = String(auth.secretGeneration);
+    return env;
 }

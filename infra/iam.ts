@@ -5,18 +5,23 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
+export type Condition = Record<string, Record<string, string>>;
+
 export interface Statement {
     Sid: string;
     Effect: "Allow";
     Action: string[];
     Resource: pulumi.Input<string>[];
+    Condition?: Condition;
 }
 
-export function allow(sid: string, actions: string[], resources: pulumi.Input<string>[]): Statement {
+export function allow(sid: string, actions: string[], resources: pulumi.Input<string>[], condition?: Condition): Statement {
     for (const action of actions) {
         if (action.includes("*")) throw new Error(`IAM statement ${sid}: wildcard action ${action}`);
     }
-    return { Sid: sid, Effect: "Allow", Action: actions, Resource: resources };
+    const statement: Statement = { Sid: sid, Effect: "Allow", Action: actions, Resource: resources };
+    if (condition !== undefined) statement.Condition = condition;
+    return statement;
 }
 
 /**

@@ -1,5 +1,5 @@
 // The IOps dashboard real-time fan-out back end (see DESIGN.md):
-//   browser -ws-> API Gateway -> connect / disconnect / message -> connections table
+//   browser -ws-> API Gateway [-> authorizer, authMode jwt] -> connect / disconnect / message -> connections table
 //   metrics table stream -> processor -> fan-out queue (+ DLQ) -> fanout -> PostToConnection
 // Build the functions first: `make package`. Names, config keys and alarms: RUNBOOK.md.
 
@@ -8,10 +8,11 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { alarms, alarmSpecs, alarmTopic } from "./alarms";
 import { websocketApi } from "./api";
+import { authorizerStatements } from "./authorizer";
 import { LIVE_ALIAS, loadSettings } from "./config";
 import { dashboard } from "./dashboard";
 import { allow } from "./iam";
-import { fanoutEnvironment, processorEnvironment, registryEnvironment, rustFunction } from "./functions";
+import { authorizerEnvironment, fanoutEnvironment, processorEnvironment, registryEnvironment, rustFunction } from "./functions";
 import { queueMapping, streamMapping } from "./mappings";
 import { queues as createQueues } from "./queues";
 import { connectionsTable, metricsSource } from "./tables";
@@ -45,7 +46,20 @@ const message = rustFunction(settings, {
     statements: () => [allow("TouchConnection", ["dynamodb:UpdateItem"], [table.arn])],
 });
 
-const ws = websocketApi(settings, { $connect: connect, $disconnect: disconnect, $default: message });
+// Only with authMode jwt: it decides, before $connect runs, whether a connection may exist.
+const auth = settings.auth;
+const authorizer =
+    auth.mode === "jwt"
+        ? rustFunction(settings, {
+              fn: "authorizer",
+              memoryMb: auth.memoryMb,
+              timeoutSeconds: auth.timeoutSeconds,
+              environment: authorizerEnvironment(settings, auth),
+              statements: () => authorizerStatements(auth),
+          })
+        : undefined;
+
+const ws = websocketApi(settings, { $connect: connect, $disconnect: disconnect, $default: message }, authorizer);
 
 const processor = rustFunction(settings, {
     fn: "processor",
@@ -114,7 +128,12 @@ export const functionNames = {
     message: message.name,
     processor: processor.name,
     fanout: fanout.name,
+    ...(authorizer !== undefined ? { authorizer: authorizer.name } : {}),
 };
+/** none or jwt (RUNBOOK "Turn authentication on or off"). */
+export const authMode = settings.auth.mode;
+/** $connect's authorizer (authMode jwt), as `aws apigatewayv2 get-authorizers` lists it. */
+export const authorizerId = ws.auth?.authorizer.id;
 export const streamMappingUuid = streamToProcessor.uuid;
 export const fanoutMappingUuid = queueToFanout.uuid;
 export const alarmTopicArn = topic.arn;

@@ -24,7 +24,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-bins=(connect disconnect message processor fanout)
+# authorizer: deployed only with authMode jwt, but always built, so that turning authentication
+# on needs no other build.
+bins=(connect disconnect message processor fanout authorizer)
 
 arch=${LAMBDA_ARCH:-x86_64}
 case "$arch" in

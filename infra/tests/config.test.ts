@@ -98,6 +98,83 @@ describe("settings", () => {
     }
 });
 
+describe("authentication (authMode)", () => {
+    const SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:iops-ws/prod/jwt-a1B2c3";
+    const KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const JWKS = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example/.well-known/jwks.json";
+    const jwt = (values: Record<string, string>) => load({ authMode: "jwt", ...values });
+
+    it("is off by default, with the denial alarm's threshold ready", () => {
+        assert.deepEqual(load().auth, { mode: "none" });
+        assert.equal(load().alarms.authDenied, 100);
+    });
+
+    it("jwt: a secret ARN and/or a JWKS, issuer, audiences and identity sources as lists, sized defaults", () => {
+        assert.deepEqual(jwt({ authJwtSecretArn: SECRET_ARN }).auth, {
+            mode: "jwt",
+            secretArn: SECRET_ARN,
+            secretKmsKeyArn: undefined,
+            jwksUrl: undefined,
+            issuer: undefined,
+            audiences: [],
+            identitySources: [],
+            secretGeneration: undefined,
+            memoryMb: 256,
+            timeoutSeconds: 5,
+        });
+        const s = jwt({
+            authJwksUrl: JWKS,
+            authIssuer: "https://issuer.example",
+            authAudience: "dashboards, ops,",
+            authIdentitySources: " route.request.querystring.token ",
+            authSecretGeneration: "7",
+        }).auth;
+        assert.ok(s.mode === "jwt");
+        assert.deepEqual([s.jwksUrl, s.issuer, s.audiences, s.identitySources, s.secretGeneration], [JWKS, "https://issuer.example", ["dashboards", "ops"], ["route.request.querystring.token"], 7]);
+    });
+
+    it("authMode none, said explicitly, keeps the jwt settings unused (authentication turned off)", () => {
+        assert.deepEqual(load({ authMode: "none", authJwtSecretArn: SECRET_ARN, authIssuer: "x" }).auth, { mode: "none" });
+    });
+
+    it("jwt without a key source is an error", () => {
+        assert.throws(() => jwt({}), configError(/authMode jwt needs a key source: authJwtSecretArn .* and\/or authJwksUrl/));
+        assert.throws(() => jwt({ authIssuer: "https://issuer.example" }), configError(/needs a key source/));
+    });
+
+    it("a secret value where the ARN goes is refused, and never echoed", () => {
+        const value = "c2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWhzMjU2IQ==";
+        const refused = (e: unknown) =>
+            e instanceof ConfigError && /authJwtSecretArn is not an ARN/.test(e.message) && !e.message.includes(value) && !e.message.includes("c2VjcmV0");
+        assert.throws(() => jwt({ authJwtSecretArn: value }), refused);
+        // Also while authentication is off: the value is in the stack's config either way.
+        assert.throws(() => load({ authMode: "none", authJwtSecretArn: value }), refused);
+    });
+
+    const rejectedAuth: [string, Record<string, string>, RegExp][] = [
+        ["an unknown mode", { authMode: "oauth" }, /authMode="oauth" must be one of none, jwt/],
+        ["a key source without authMode (an open $connect by mistake)", { authJwtSecretArn: SECRET_ARN }, /authJwtSecretArn is set but authMode is not: set authMode jwt/],
+        ["a JWKS without authMode", { authJwksUrl: JWKS, authAudience: "a" }, /authJwksUrl, authAudience are set but authMode is not/],
+        ["another service's ARN", { authMode: "jwt", authJwtSecretArn: "arn:aws:ssm:us-east-1:123456789012:parameter/jwt" }, /is not the complete ARN of a Secrets Manager secret/],
+        ["a secret ARN without its suffix (IAM would not match it)", { authMode: "jwt", authJwtSecretArn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt" }, /complete ARN .*describe-secret/],
+        ["a KMS key without the secret", { authMode: "jwt", authJwksUrl: JWKS, authJwtSecretKmsKeyArn: KEY_ARN }, /set authJwtSecretArn too/],
+        ["a KMS alias for the key", { authMode: "jwt", authJwtSecretArn: SECRET_ARN, authJwtSecretKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:alias/jwt" }, /not a KMS key ARN/],
+        ["a KMS key in another region", { authMode: "jwt", authJwtSecretArn: SECRET_ARN, authJwtSecretKmsKeyArn: KEY_ARN.replace("us-east-1", "eu-west-1") }, /is in eu-west-1, the secret in us-east-1/],
+        ["a JWKS over plain http", { authMode: "jwt", authJwksUrl: "http://issuer.example/jwks.json" }, /authJwksUrl="http:\/\/issuer.example\/jwks.json" is not an https:\/\/ URL/],
+        ["a JWKS URL that is not one", { authMode: "jwt", authJwksUrl: "issuer.example" }, /authJwksUrl/],
+        ["an identity source API Gateway does not take", { authMode: "jwt", authJwksUrl: JWKS, authIdentitySources: "$request.querystring.token" }, /not a WebSocket identity source/],
+        ["the query string and the subprotocol both required", { authMode: "jwt", authJwksUrl: JWKS, authIdentitySources: "route.request.querystring.token,route.request.header.Sec-WebSocket-Protocol" }, /requires every listed source/],
+        ["a timeout shorter than the JWKS fetch", { authMode: "jwt", authJwksUrl: JWKS, authorizerTimeoutSeconds: "3" }, /authorizerTimeoutSeconds=3 must be between 4 and 29/],
+        ["a timeout past API Gateway's 29 s", { authMode: "jwt", authJwksUrl: JWKS, authorizerTimeoutSeconds: "30" }, /authorizerTimeoutSeconds/],
+        ["a negative secret generation", { authMode: "jwt", authJwksUrl: JWKS, authSecretGeneration: "-1" }, /authSecretGeneration/],
+    ];
+    for (const [what, values, message] of rejectedAuth) {
+        it(`reject ${what}`, () => {
+            assert.throws(() => load(values), configError(message));
+        });
+    }
+});
+
 describe("the metrics source", () => {
     it("must be named: a stack with neither a stream ARN nor createMetricsTable is a config error", () => {
         assert.throws(() => loadOnly({}), configError(/no metrics source: set metricsStreamArn .* or createMetricsTable true/));
@@ -167,6 +244,10 @@ describe("the stack files", () => {
         // The example stack is a demo: it creates its table, explicitly.
         assert.equal(values.createMetricsTable, "true");
         assert.deepEqual(s.metrics, { kind: "create", tableName: values.metricsTableName });
+        // It authenticates, with a secret ARN that is plainly a placeholder (the example account).
+        assert.equal(s.auth.mode, "jwt");
+        assert.match(values.authJwtSecretArn, /^arn:aws:secretsmanager:[a-z0-9-]+:123456789012:secret:/);
+        assert.match(yaml, /aws secretsmanager create-secret --name \S+ --secret-string "\$\(openssl rand -base64 48\)"/);
     });
 
     it("Pulumi.yaml refreshes before every update (plain `pulumi up` does not undo hand changes)", () => {

@@ -16,7 +16,10 @@ export const PROJECT = "iops-ws";
 export const REGION = "us-east-1";
 export const ACCOUNT = "123456789012";
 export const API_ID = "a1b2c3d4e5";
+/** The functions every stack deploys. */
 export const FUNCTIONS = ["connect", "disconnect", "message", "processor", "fanout"] as const;
+/** Every zip `make package` builds: those and the authorizer (deployed with authMode jwt). */
+export const ARTIFACTS = [...FUNCTIONS, "authorizer"] as const;
 /** The version the mocked Lambda publishes. */
 export const PUBLISHED_VERSION = "7";
 
@@ -125,7 +128,7 @@ function attributes(type: string, name: string, inputs: Record<string, any>): { 
 export function fakeArtifacts(arch: "x86_64" | "arm64" = "x86_64", git?: string): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "iops-ws-artifacts-"));
     process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
-    for (const fn of FUNCTIONS) {
+    for (const fn of ARTIFACTS) {
         writeLambdaZip(dir, fn, arch);
         if (git !== undefined) {
             fs.writeFileSync(path.join(dir, fn, "bootstrap.json"), JSON.stringify({ function: fn, arch, git }));

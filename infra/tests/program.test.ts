@@ -3,6 +3,8 @@
 // engine creates things in, checked against Pulumi's mocks.
 
 import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { before, describe, it } from "node:test";
 
 import { ACCOUNT, API_ID, fakeArtifacts, FUNCTIONS, grants, Program, PUBLISHED_VERSION, REGION, runProgram } from "./harness";
@@ -34,8 +36,11 @@ const ALIAS = "aws:lambda/alias:Alias";
 
 let p: Program;
 before(async () => {
+    const artifactsDir = fakeArtifacts("x86_64", BUILD);
+    // authMode none (the default) deploys no authorizer, so it needs no authorizer zip either.
+    fs.rmSync(path.join(artifactsDir, "authorizer"), { recursive: true });
     p = await runProgram({
-        artifactsDir: fakeArtifacts("x86_64", BUILD),
+        artifactsDir,
         createMetricsTable: "true",
         fanoutMaxConcurrency: "37",
         alarmEmail: "oncall@example.com",
@@ -362,6 +367,34 @@ describe("WebSocket API", () => {
         assert.equal(execution.retentionInDays, 30);
         // Not managed unless asked: the account's API Gateway role is shared by every stack.
         assert.deepEqual(p.all("aws:apigateway/account:Account"), []);
+    });
+});
+
+describe("authentication off (authMode none, the default)", () => {
+    it("there is no authorizer: no API Gateway authorizer, no function, alias, role, log group or permission for it", () => {
+        assert.deepEqual(p.all("aws:apigatewayv2/authorizer:Authorizer"), []);
+        for (const type of [FUNCTION, ALIAS, "aws:iam/role:Role", "aws:cloudwatch/logGroup:LogGroup", "aws:lambda/permission:Permission"]) {
+            assert.deepEqual(p.all(type).filter((r) => r.name === "authorizer"), [], type);
+        }
+        assert.deepEqual(p.outputs.functionNames.authorizer, undefined);
+        assert.equal(p.outputs.authMode, "none");
+        assert.equal(p.outputs.authorizerId, undefined);
+    });
+
+    it("$connect is open, as in the seed: authorizationType NONE, no authorizer id", () => {
+        const connect = p.one("aws:apigatewayv2/route:Route", "connect").inputs;
+        assert.equal(connect.authorizationType, "NONE");
+        assert.equal(connect.authorizerId, undefined);
+    });
+
+    it("no function reads an AUTH_ variable, no alarm or graph watches an authorizer", () => {
+        for (const fn of FUNCTIONS) {
+            const names = Object.keys(p.one(FUNCTION, fn).inputs.environment.variables);
+            assert.deepEqual(names.filter((n) => n.startsWith("AUTH_")), [], fn);
+        }
+        assert.deepEqual(p.all(ALARM).filter((a) => a.name.startsWith("authorizer-")), []);
+        const body = p.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs.dashboardBody;
+        assert.ok(!body.includes('"authorizer"'), "the dashboard graphs authorizer metrics");
     });
 });
 

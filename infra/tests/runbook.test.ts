@@ -83,7 +83,16 @@ const all = sections(RUNBOOK);
 const alarmSecs = alarmSections(all);
 
 before(async () => {
-    p = await runProgram({ artifactsDir: fakeArtifacts(), createMetricsTable: "true" });
+    // Authentication on, with every key source: every alarm and function the runbook may name
+    // exists (with authMode none the authorizer's alarms, a subset, do not).
+    p = await runProgram({
+        artifactsDir: fakeArtifacts(),
+        createMetricsTable: "true",
+        authMode: "jwt",
+        authJwtSecretArn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:iops-ws/test/jwt-a1B2c3",
+        authJwtSecretKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        authJwksUrl: "https://issuer.example.com/.well-known/jwks.json",
+    });
     alarmResources = p.all("aws:cloudwatch/metricAlarm:MetricAlarm");
     assert.ok(alarmResources.length > 0);
 });
@@ -290,7 +299,7 @@ function awsCalls(): AwsCall[] {
  * `aws <service> <command> help` shows it (the check below does that when awscli is installed).
  */
 const KNOWN_AWS_COMMANDS: Record<string, string[]> = {
-    apigatewayv2: ["get-integrations", "get-stage"],
+    apigatewayv2: ["get-authorizers", "get-integrations", "get-routes", "get-stage"],
     cloudwatch: ["describe-alarm-history", "describe-alarms", "get-metric-statistics"],
     dynamodb: ["delete-table", "describe-continuous-backups", "describe-table", "describe-time-to-live", "query", "update-table", "update-time-to-live"],
     dynamodbstreams: ["get-records", "get-shard-iterator"],
@@ -303,11 +312,14 @@ const KNOWN_AWS_COMMANDS: Record<string, string[]> = {
         "get-policy",
         "invoke",
         "list-versions-by-function",
+        "publish-version",
         "put-function-concurrency",
         "update-alias",
         "update-event-source-mapping",
+        "update-function-configuration",
     ],
     logs: ["get-query-results", "start-query"],
+    secretsmanager: ["create-secret", "describe-secret", "get-secret-value", "list-secret-version-ids", "put-secret-value", "update-secret-version-stage"],
     "service-quotas": ["list-aws-default-service-quotas", "list-requested-service-quota-change-history", "list-service-quotas", "request-service-quota-increase"],
     sqs: [
         "cancel-message-move-task",
@@ -418,8 +430,36 @@ describe("RUNBOOK.md commands refresh and exist", () => {
         assert.match(section.body, /aws lambda list-versions-by-function/);
         assert.match(section.body, /pulumi config set "\$\{FN\}LiveVersion" "\$V"/);
         assert.ok(!/make package/.test(codeBlocks(section.body, "bash").join("\n").split("ls ../target")[0]), "the alias rollback needs no build");
-        for (const fn of ["connect", "disconnect", "message", "processor", "fanout"]) {
+        for (const fn of ["connect", "disconnect", "message", "processor", "fanout", "authorizer"]) {
             assert.ok(CONFIG_SOURCE.includes(`"${fn}LiveVersion"`), `config.ts reads no ${fn}LiveVersion`);
         }
+        // Every function the program can deploy is in the rollback loops.
+        for (const loop of section.body.matchAll(/for FN in ([a-z ]+); do/g)) {
+            assert.deepEqual(loop[1].trim().split(/\s+/), ["connect", "disconnect", "message", "processor", "fanout", "authorizer"]);
+        }
+    });
+
+    it("the secret rotation puts a new version, moves the authorizer to a new version, says what clients see, and rolls back the secret", () => {
+        const section = all.find((s) => s.heading === "Rotate the JWT secret");
+        assert.ok(section);
+        const bash = codeBlocks(section.body, "bash").join("\n");
+        assert.match(bash, /aws secretsmanager put-secret-value --secret-id "\$SECRET_ARN"/);
+        assert.match(bash, /pulumi config set authSecretGeneration "\$\(\(G \+ 1\)\)"\s+pulumi up --refresh/);
+        assert.match(bash, /aws secretsmanager update-secret-version-stage --secret-id "\$SECRET_ARN" --version-stage AWSCURRENT/);
+        assert.match(section.body, /every token signed with the old secret is refused with 403/);
+        // The value is never printed: only its version id and length are read back.
+        for (const m of bash.replace(/\\\n\s*/g, " ").matchAll(/aws secretsmanager get-secret-value[^\n]*/g)) {
+            assert.match(m[0], /--query (VersionId|SecretString|'\[VersionId,length\(SecretString\)\]')/, m[0]);
+        }
+        assert.ok(CONFIG_SOURCE.includes('"authSecretGeneration"'));
+    });
+
+    it("authentication is turned on and off with authMode, and 401/403 have a section", () => {
+        const section = all.find((s) => s.heading === "Turn authentication on or off");
+        assert.ok(section);
+        const bash = codeBlocks(section.body, "bash").join("\n");
+        assert.match(bash, /pulumi config set authMode jwt\n/);
+        assert.match(bash, /pulumi config set authMode none /);
+        assert.ok(all.some((s) => s.heading === "Dashboards get 401 or 403"));
     });
 });

@@ -1,7 +1,7 @@
 // A stack that sets everything the other way: the metrics table is owned elsewhere (only its
 // stream ARN is configured), arm64, 8 buckets, another stage, an older 256 KiB queue, a longer
-// fanout timeout, a rolled-back fanout, a quiet stream. Each setting must reach the resource and
-// the environment that use it.
+// fanout timeout, a rolled-back fanout, a quiet stream, authentication by a JWKS alone for clients
+// that all send ?token=. Each setting must reach the resource and the environment that use it.
 
 import * as assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
@@ -11,6 +11,7 @@ import { ACCOUNT, API_ID, fakeArtifacts, FUNCTIONS, grants, Program, PUBLISHED_V
 const PREFIX = "iops-ws-staging";
 const STREAM_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/iops-metrics/stream/2025-06-01T00:00:00.000`;
 const EXECUTION_ARN = `arn:aws:execute-api:${REGION}:${ACCOUNT}:${API_ID}`;
+const JWKS_URL = "https://issuer.example.com/.well-known/jwks.json";
 
 let p: Program;
 before(async () => {
@@ -52,6 +53,13 @@ before(async () => {
             fanoutQueueAgeMaxSeconds: "900",
             failedDeliveriesPercent: "2.5",
             failedDeliveriesThreshold: "50",
+            authMode: "jwt",
+            authJwksUrl: JWKS_URL,
+            authIdentitySources: "route.request.querystring.token",
+            authorizerMemoryMb: "128",
+            authorizerTimeoutSeconds: "10",
+            authDeniedAlarmThreshold: "25",
+            authorizerLiveVersion: "2",
         },
         "staging",
     );
@@ -179,13 +187,37 @@ describe("settings reach resources and environments", () => {
         assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "fanout-queue").inputs.enabled, false);
     });
 
+    it("a JWKS alone: no secret, so no Secrets Manager or KMS grant; the function reads only what is set", () => {
+        assert.deepEqual(p.one("aws:lambda/function:Function", "authorizer").inputs.environment.variables, {
+            RUST_LOG: "debug,aws_smithy_runtime=info",
+            STAGE: "live",
+            AUTH_MODE: "jwt",
+            AUTH_JWKS_URL: JWKS_URL,
+        });
+        const granted = Object.keys(grants(p.statements("authorizer"))).sort();
+        assert.deepEqual(granted, ["logs:CreateLogStream", "logs:PutLogEvents"]);
+        const f = p.one("aws:lambda/function:Function", "authorizer").inputs;
+        assert.deepEqual([f.memorySize, f.timeout, f.architectures], [128, 10, ["arm64"]]);
+        assert.equal(p.one("aws:lambda/alias:Alias", "authorizer").inputs.functionVersion, "2");
+    });
+
+    it("clients that all send ?token=: that identity source, and the permission on this API's authorizers", () => {
+        const a = p.one("aws:apigatewayv2/authorizer:Authorizer", "authorizer").inputs;
+        assert.deepEqual(a.identitySources, ["route.request.querystring.token"]);
+        assert.equal(p.one("aws:lambda/permission:Permission", "authorizer").inputs.sourceArn, `${EXECUTION_ARN}/authorizers/*`);
+        const connect = p.one("aws:apigatewayv2/route:Route", "connect").inputs;
+        assert.deepEqual([connect.authorizationType, connect.authorizerId], ["CUSTOM", "authorizer-id"]);
+        assert.equal(p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "authorizer-denials-surge").inputs.threshold, 25);
+    });
+
     it("custom metrics in alarms and graphs carry this stack's stage", () => {
         const alarmsOn = p.all("aws:cloudwatch/metricAlarm:MetricAlarm").flatMap((a) =>
             a.inputs.metricQueries ? a.inputs.metricQueries.filter((q: any) => q.metric).map((q: any) => q.metric) : [a.inputs],
         );
         const own = alarmsOn.filter((m: any) => m.namespace === "IopsDashboard");
         assert.ok(own.length >= 6);
-        for (const m of own) assert.deepEqual(m.dimensions, { Service: "fanout", Stage: "live" }, m.metricName);
+        for (const m of own) assert.deepEqual(m.dimensions, { Service: m.dimensions.Service, Stage: "live" }, m.metricName);
+        assert.deepEqual([...new Set(own.map((m: any) => m.dimensions.Service))].sort(), ["authorizer", "fanout"]);
         const body = JSON.parse(p.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs.dashboardBody);
         const rows = body.widgets.flatMap((w: any) => w.properties.metrics ?? []).filter((r: any[]) => r[0] === "IopsDashboard");
         assert.ok(rows.length >= 18);
