@@ -22,6 +22,8 @@ pub enum ConfigError {
         "AUTH_MODE=jwt needs a key source: set AUTH_JWT_SECRET (HS256) and/or AUTH_JWKS_URL (RS256/ES256)"
     )]
     NoKeySource,
+    #[error("AUTH_JWT_SECRET_PREVIOUS is set without AUTH_JWT_SECRET")]
+    PreviousWithoutCurrent,
     /// The value is never echoed: it is a secret.
     #[error(
         "environment variable AUTH_JWT_SECRET is too short: {len} bytes, at least {MIN_SECRET_BYTES} needed"
@@ -84,6 +86,8 @@ pub struct JwksConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     pub hs256_secret: Option<Secret>,
+    /// `AUTH_JWT_SECRET_PREVIOUS`: the secret before the last rotation, still accepted.
+    pub hs256_previous_secret: Option<Secret>,
     pub jwks: Option<JwksConfig>,
     pub claims: ClaimRules,
 }
@@ -106,12 +110,20 @@ pub fn load<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<AuthConfig, C
         .optional("AUTH_JWT_SECRET")
         .map(Secret::new)
         .transpose()?;
+    let hs256_previous_secret = env
+        .optional("AUTH_JWT_SECRET_PREVIOUS")
+        .map(Secret::new)
+        .transpose()?;
+    if hs256_previous_secret.is_some() && hs256_secret.is_none() {
+        return Err(ConfigError::PreviousWithoutCurrent);
+    }
     let jwks = jwks_config(env)?;
     if hs256_secret.is_none() && jwks.is_none() {
         return Err(ConfigError::NoKeySource);
     }
     Ok(AuthConfig {
         hs256_secret,
+        hs256_previous_secret,
         jwks,
         claims: claim_rules(env)?,
     })
@@ -223,9 +235,31 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.hs256_secret.unwrap().expose(), SECRET.as_bytes());
+        assert_eq!(config.hs256_previous_secret, None);
         assert_eq!(config.jwks, None);
         assert_eq!(config.claims, ClaimRules::default());
         assert_eq!(config.claims.leeway_secs, 30);
+    }
+
+    #[test]
+    fn a_previous_secret_needs_a_current_one() {
+        let config = load(&map_env(&[
+            ("AUTH_MODE", "jwt"),
+            ("AUTH_JWT_SECRET", SECRET),
+            (
+                "AUTH_JWT_SECRET_PREVIOUS",
+                "fedcba9876543210fedcba9876543210",
+            ),
+        ]))
+        .unwrap();
+        assert!(config.hs256_previous_secret.is_some());
+        let err = load(&map_env(&[
+            ("AUTH_MODE", "jwt"),
+            ("AUTH_JWKS_URL", "https://issuer.example/jwks.json"),
+            ("AUTH_JWT_SECRET_PREVIOUS", SECRET),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, ConfigError::PreviousWithoutCurrent);
     }
 
     #[test]

@@ -9,6 +9,9 @@ use crate::config::Env;
 
 pub const SECRET_ARN_VAR: &str = "AUTH_JWT_SECRET_ARN";
 pub const SECRET_VAR: &str = "AUTH_JWT_SECRET";
+pub const PREVIOUS_SECRET_VAR: &str = "AUTH_JWT_SECRET_PREVIOUS";
+/// The version stage Secrets Manager gives the value a rotation replaced.
+const PREVIOUS_STAGE: &str = "AWSPREVIOUS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -18,6 +21,8 @@ pub enum SecretError {
     Fetch { arn: String, detail: String },
     #[error("secret {arn} has no SecretString (a binary secret is not supported)")]
     NotAString { arn: String },
+    #[error("secret {arn} has no version {stage}")]
+    NoVersion { arn: String, stage: String },
 }
 
 /// The secret's ARN when the secret is to be fetched.
@@ -30,27 +35,59 @@ pub fn arn_to_fetch<F: Fn(&str) -> Option<String>>(
     }
 }
 
-/// The current value of the secret at `arn`.
-pub async fn fetch(client: &Client, arn: &str) -> Result<String, SecretError> {
+/// The current value of the secret at `arn`, and the one before the last rotation if the
+/// secret has one (its `AWSPREVIOUS` version): tokens signed with it stay valid until they
+/// expire.
+pub async fn fetch_both(
+    client: &Client,
+    arn: &str,
+) -> Result<(String, Option<String>), SecretError> {
+    let current = fetch(client, arn, None).await?;
+    let previous = match fetch(client, arn, Some(PREVIOUS_STAGE)).await {
+        Ok(previous) => Some(previous),
+        Err(SecretError::NoVersion { .. }) => None,
+        Err(other) => return Err(other),
+    };
+    Ok((current, previous))
+}
+
+/// The value of the secret at `arn` (its current version, or the version `stage`).
+pub async fn fetch(client: &Client, arn: &str, stage: Option<&str>) -> Result<String, SecretError> {
     let output = client
         .get_secret_value()
         .secret_id(arn)
+        .set_version_stage(stage.map(str::to_owned))
         .send()
         .await
-        .map_err(|e| SecretError::Fetch {
-            arn: arn.to_owned(),
-            detail: DisplayErrorContext(&e).to_string(),
+        .map_err(|e| {
+            let missing = e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception());
+            match (stage, missing) {
+                (Some(stage), true) => SecretError::NoVersion {
+                    arn: arn.to_owned(),
+                    stage: stage.to_owned(),
+                },
+                _ => SecretError::Fetch {
+                    arn: arn.to_owned(),
+                    detail: DisplayErrorContext(&e).to_string(),
+                },
+            }
         })?;
     output.secret_string.ok_or_else(|| SecretError::NotAString {
         arn: arn.to_owned(),
     })
 }
 
-/// The process environment with `AUTH_JWT_SECRET` answered by `value`: the configuration then
-/// reads the fetched secret exactly as it reads a local one.
-pub fn env_with_secret(value: Option<String>) -> Env<impl Fn(&str) -> Option<String>> {
-    Env::new(move |name: &str| match (name, &value) {
-        (SECRET_VAR, Some(value)) => Some(value.clone()),
+/// The process environment with `AUTH_JWT_SECRET` (and `AUTH_JWT_SECRET_PREVIOUS`) answered
+/// by a fetched `(current, previous)`: the configuration then reads the fetched secret exactly
+/// as it reads a local one.
+pub fn env_with_secret(
+    fetched: Option<(String, Option<String>)>,
+) -> Env<impl Fn(&str) -> Option<String>> {
+    Env::new(move |name: &str| match (name, &fetched) {
+        (SECRET_VAR, Some((current, _))) => Some(current.clone()),
+        (PREVIOUS_SECRET_VAR, Some((_, previous))) => previous.clone(),
         _ => std::env::var(name).ok(),
     })
 }
@@ -84,9 +121,13 @@ mod tests {
     }
 
     #[test]
-    fn a_fetched_secret_answers_for_the_value_variable() {
-        let env = env_with_secret(Some("fetched".into()));
+    fn a_fetched_secret_answers_for_the_value_variables() {
+        let fetched = ("fetched".to_owned(), Some("older".to_owned()));
+        let env = env_with_secret(Some(fetched));
         assert_eq!(env.optional(SECRET_VAR).as_deref(), Some("fetched"));
+        assert_eq!(env.optional(PREVIOUS_SECRET_VAR).as_deref(), Some("older"));
+        let env = env_with_secret(Some(("fetched".to_owned(), None)));
+        assert_eq!(env.optional(PREVIOUS_SECRET_VAR), None);
         let env = env_with_secret(None);
         assert_eq!(
             env.optional(SECRET_VAR),

@@ -262,6 +262,9 @@ fn header(token: &str) -> Result<TokenHeader, Rejection> {
 /// Verifies tokens against the configured secret and/or JWKS; built once per process.
 pub struct Verifier {
     hs256: Option<Arc<VerifyingKey>>,
+    /// The secret before the last rotation: tokens it signed still verify until they expire,
+    /// so a rotation refuses nobody who holds a token that was valid a minute ago.
+    hs256_previous: Option<Arc<VerifyingKey>>,
     jwks: Option<JwksCache>,
     rules: ClaimRules,
 }
@@ -278,9 +281,16 @@ impl Verifier {
     pub fn new(hs256: Option<VerifyingKey>, jwks: Option<JwksCache>, rules: ClaimRules) -> Self {
         Self {
             hs256: hs256.map(Arc::new),
+            hs256_previous: None,
             jwks,
             rules,
         }
+    }
+
+    /// Also accepts HS256 tokens signed with `previous` (the secret before a rotation).
+    pub fn with_previous_secret(mut self, previous: Option<VerifyingKey>) -> Self {
+        self.hs256_previous = previous.map(Arc::new);
+        self
     }
 
     /// The verifier a deployed authorizer uses: the secret and/or an HTTPS JWKS cache.
@@ -299,13 +309,33 @@ impl Verifier {
             }
             None => None,
         };
-        Ok(Self::new(hs256, jwks, config.claims.clone()))
+        let previous = config
+            .hs256_previous_secret
+            .as_ref()
+            .map(|s| VerifyingKey::hs256(s.expose()))
+            .transpose()
+            .map_err(BuildError::Secret)?;
+        Ok(Self::new(hs256, jwks, config.claims.clone()).with_previous_secret(previous))
     }
 
     pub async fn verify(&self, token: &str) -> Result<Identity, VerifyError> {
         let header = header(token)?;
         let key = self.key_for(&header).await?;
-        Ok(verify_with_key(token, &key, &self.rules)?)
+        match verify_with_key(token, &key, &self.rules) {
+            Err(Rejection::BadSignature) if header.alg == "HS256" => {
+                self.verify_with_previous(token)
+            }
+            result => Ok(result?),
+        }
+    }
+
+    /// A bad signature under the current secret, tried under the previous one.
+    fn verify_with_previous(&self, token: &str) -> Result<Identity, VerifyError> {
+        let previous = self
+            .hs256_previous
+            .as_ref()
+            .ok_or(Rejection::BadSignature)?;
+        Ok(verify_with_key(token, previous, &self.rules)?)
     }
 
     async fn key_for(&self, header: &TokenHeader) -> Result<Arc<VerifyingKey>, VerifyError> {

@@ -439,14 +439,15 @@ describe("RUNBOOK.md commands refresh and exist", () => {
         }
     });
 
-    it("the secret rotation puts a new version, moves the authorizer to a new version, says what clients see, and rolls back the secret", () => {
+    it("the secret rotation puts a new version, moves the authorizer to a new version, says old tokens keep verifying, and rolls back the secret", () => {
         const section = all.find((s) => s.heading === "Rotate the JWT secret");
         assert.ok(section);
         const bash = codeBlocks(section.body, "bash").join("\n");
         assert.match(bash, /aws secretsmanager put-secret-value --secret-id "\$SECRET_ARN"/);
         assert.match(bash, /pulumi config set authSecretGeneration "\$\(\(G \+ 1\)\)"\s+pulumi up --refresh/);
         assert.match(bash, /aws secretsmanager update-secret-version-stage --secret-id "\$SECRET_ARN" --version-stage AWSCURRENT/);
-        assert.match(section.body, /every token signed with the old secret is refused with 403/);
+        assert.match(section.body, /tokens signed with the old one keep\s+verifying until they expire/);
+        assert.match(section.body, /to revoke\s+a leaked secret rotate twice/);
         // The value is never printed: only its version id and length are read back.
         for (const m of bash.replace(/\\\n\s*/g, " ").matchAll(/aws secretsmanager get-secret-value[^\n]*/g)) {
             assert.match(m[0], /--query (VersionId|SecretString|'\[VersionId,length\(SecretString\)\]')/, m[0]);

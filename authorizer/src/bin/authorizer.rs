@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Some(arn) => {
             let sdk = platform::aws::sdk_config().await;
             let client = aws_sdk_secretsmanager::Client::new(&sdk);
-            Some(secret::fetch(&client, &arn).await.inspect_err(|e| {
+            Some(secret::fetch_both(&client, &arn).await.inspect_err(|e| {
                 tracing::error!(error = %e, "the JWT secret could not be read");
             })?)
         }

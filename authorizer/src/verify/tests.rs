@@ -315,3 +315,40 @@ fn claimed_subject_reads_without_verifying() {
     assert_eq!(claimed_subject(&forged).as_deref(), Some("mallory"));
     assert_eq!(claimed_subject("garbage"), None);
 }
+
+#[tokio::test]
+async fn after_a_rotation_the_previous_secret_still_verifies_and_nothing_else_does() {
+    let rotated = b"the-new-secret-after-rotation-0123456789";
+    let signed_with = |secret: &[u8]| {
+        sign(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(secret).unwrap(),
+            &claims("alice"),
+        )
+    };
+    let verifier = Verifier::new(
+        Some(VerifyingKey::hs256(rotated).unwrap()),
+        None,
+        ClaimRules::default(),
+    );
+    assert_eq!(
+        rejected(verifier.verify(&signed_with(SECRET)).await),
+        Rejection::BadSignature,
+        "without the previous secret an old token is refused"
+    );
+    let verifier = verifier.with_previous_secret(Some(VerifyingKey::hs256(SECRET).unwrap()));
+    assert_eq!(
+        verifier.verify(&signed_with(rotated)).await.unwrap(),
+        alice()
+    );
+    assert_eq!(
+        verifier.verify(&signed_with(SECRET)).await.unwrap(),
+        alice()
+    );
+    let other = b"neither-the-new-nor-the-old-secret-0123";
+    assert_eq!(
+        rejected(verifier.verify(&signed_with(other)).await),
+        Rejection::BadSignature
+    );
+}
