@@ -22,7 +22,9 @@
 //                             table whose index already projects ALL; RUNBOOK "Adopt the seed's table")
 //   connectionBuckets         CONNECTION_BUCKETS, 1..1000 (see RUNBOOK before changing)  1
 //   connectionBucketsPrevious CONNECTION_BUCKETS_PREVIOUS, 0..1000 (0: none)             0
-//   connectionTtlSeconds      CONNECTION_TTL_SECONDS, 60..604800                   86400
+//   connectionTtlSeconds      CONNECTION_TTL_SECONDS, 60..604800, above the touch interval  86400
+//   connectionTouchIntervalSeconds  CONNECTION_TOUCH_INTERVAL_SECONDS, 0..3600: a ping writes
+//                             the row only when its lastSeenAt is older (0: every ping)  300
 //   The metrics source, exactly one of (no default: a stack without one is a config error):
 //   metricsStreamArn          the NEW_AND_OLD_IMAGES stream of the table the metrics writers
 //                             write (production: the real source, owned elsewhere)
@@ -174,6 +176,8 @@ export interface Settings {
         /** The old count while connectionBuckets changes (0: none); see the RUNBOOK. */
         previousBuckets: number;
         ttlSeconds: number;
+        /** A ping refreshes the row only when its lastSeenAt is older than this. */
+        touchIntervalSeconds: number;
     };
     metrics: { kind: "create"; tableName: string } | { kind: "existing"; streamArn: string };
     stream: {
@@ -562,6 +566,15 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
         if (version !== undefined) liveVersions[fn] = version;
     }
 
+    const connectionTtlSeconds = c.int("connectionTtlSeconds", 86400, 60, 7 * 86400);
+    const touchIntervalSeconds = c.int("connectionTouchIntervalSeconds", 300, 0, 3600);
+    if (connectionTtlSeconds <= touchIntervalSeconds) {
+        // The functions refuse to start then: a row could expire between two refreshes.
+        throw new ConfigError(
+            `config connectionTtlSeconds=${connectionTtlSeconds} must be above connectionTouchIntervalSeconds=${touchIntervalSeconds}`,
+        );
+    }
+
     const settings: Settings = {
         project,
         stack,
@@ -578,7 +591,8 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
             indexProjection: c.oneOf("connectionsIndexProjection", "KEYS_ONLY", ["KEYS_ONLY", "ALL"] as const),
             buckets: c.int("connectionBuckets", 1, 1, 1000),
             previousBuckets: c.int("connectionBucketsPrevious", 0, 0, 1000),
-            ttlSeconds: c.int("connectionTtlSeconds", 86400, 60, 7 * 86400),
+            ttlSeconds: connectionTtlSeconds,
+            touchIntervalSeconds,
         },
         metrics,
         stream: {

@@ -109,6 +109,7 @@ export function registryEnvironment(settings: Settings, tableName: pulumi.Input<
         CONNECTION_BUCKETS: String(c.buckets),
         CONNECTION_BUCKETS_PREVIOUS: String(c.previousBuckets),
         CONNECTION_TTL_SECONDS: String(c.ttlSeconds),
+        CONNECTION_TOUCH_INTERVAL_SECONDS: String(c.touchIntervalSeconds),
     };
 }
 

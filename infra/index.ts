@@ -43,7 +43,8 @@ const disconnect = rustFunction(settings, {
 const message = rustFunction(settings, {
     fn: "message",
     ...registry,
-    statements: () => [allow("TouchConnection", ["dynamodb:UpdateItem"], [table.arn])],
+    // GetItem: a ping reads lastSeenAt first, and writes only when the row is due a refresh.
+    statements: () => [allow("TouchConnection", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn])],
 });
 
 // Only with authMode jwt: it decides, before $connect runs, whether a connection may exist.

@@ -31,6 +31,7 @@ describe("settings", () => {
             buckets: 1,
             previousBuckets: 0,
             ttlSeconds: 86400,
+            touchIntervalSeconds: 300,
             indexProjection: "KEYS_ONLY",
         });
         assert.deepEqual(s.metrics, { kind: "existing", streamArn: STREAM_ARN });
@@ -296,5 +297,16 @@ describe("Lambda's application log level", () => {
         assert.equal(lambdaLogLevel("fanout=debug,warn"), "WARN");
         assert.equal(lambdaLogLevel("fanout=debug"), "INFO");
         assert.equal(lambdaLogLevel("loud"), "INFO");
+    });
+});
+
+describe("the ping refresh interval", () => {
+    it("is below the ttl, or the functions would refuse to start", () => {
+        assert.throws(
+            () => load({ connectionTtlSeconds: "300" }),
+            configError(/connectionTtlSeconds=300 must be above connectionTouchIntervalSeconds=300/),
+        );
+        assert.equal(load().connections.touchIntervalSeconds, 300);
+        assert.equal(load({ connectionTouchIntervalSeconds: "0", connectionTtlSeconds: "60" }).connections.touchIntervalSeconds, 0);
     });
 });

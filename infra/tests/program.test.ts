@@ -204,6 +204,7 @@ describe("functions", () => {
             CONNECTION_BUCKETS: "1",
             CONNECTION_BUCKETS_PREVIOUS: "0",
             CONNECTION_TTL_SECONDS: "86400",
+            CONNECTION_TOUCH_INTERVAL_SECONDS: "300",
         };
         for (const fn of ["connect", "disconnect", "message"]) assert.deepEqual(env(fn), registry);
         // processor and fanout read RegistryConfig as well (processor/src/config.rs, fanout/src/config.rs).
@@ -243,7 +244,7 @@ describe("IAM", () => {
     const expected: Record<string, Record<string, string[]>> = {
         connect: { ...logs("connect"), "dynamodb:PutItem": [TABLE_ARN] },
         disconnect: { ...logs("disconnect"), "dynamodb:DeleteItem": [TABLE_ARN] },
-        message: { ...logs("message"), "dynamodb:UpdateItem": [TABLE_ARN] },
+        message: { ...logs("message"), "dynamodb:GetItem": [TABLE_ARN], "dynamodb:UpdateItem": [TABLE_ARN] },
         processor: {
             ...logs("processor"),
             "dynamodb:Query": [`${TABLE_ARN}/index/${INDEX}`],

@@ -106,6 +106,7 @@ describe("settings reach resources and environments", () => {
                 CONNECTION_BUCKETS: "8",
                 CONNECTION_BUCKETS_PREVIOUS: "4",
                 CONNECTION_TTL_SECONDS: "7200",
+                CONNECTION_TOUCH_INTERVAL_SECONDS: "300",
             });
         }
         for (const fn of ["processor", "fanout"]) {

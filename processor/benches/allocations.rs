@@ -5,7 +5,7 @@
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split};
+use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split, stream_arn, stream_label};
 use processor::update::convert;
 
 mod fixtures;
@@ -19,12 +19,19 @@ fn main() {
     let before = dhat::HeapStats::get();
     let (updates, _) = convert(&records);
     let after_convert = dhat::HeapStats::get();
+    let stream = stream_arn(&records);
     let id = broadcast_id(
+        stream,
         records
             .iter()
             .filter_map(|r| r.change.sequence_number.as_deref()),
     );
-    let parts = split(&id, &updates, MAX_MESSAGE_BYTES);
+    let parts = split(
+        &id,
+        stream.and_then(stream_label),
+        &updates,
+        MAX_MESSAGE_BYTES,
+    );
     let after_split = dhat::HeapStats::get();
     let (jobs, bytes) = fixtures::encode_shards(&id, &parts.messages, pages);
     let end = dhat::HeapStats::get();

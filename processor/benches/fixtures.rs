@@ -7,13 +7,17 @@ use processor::shard::{Sharder, jobs_for_shard};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+/// The stream the fixture's records come from.
+pub const STREAM_ARN: &str =
+    "arn:aws:dynamodb:us-east-1:123456789012:table/metrics/stream/2026-11-25T21:00:00.000";
+
 /// `n` MODIFY records of a metrics entity (six attributes, as the simulator writes them).
 pub fn records(n: usize) -> Vec<EventRecord> {
     (0..n)
         .map(|i| {
             serde_json::from_value(json!({
                 "eventID": format!("e{i}"), "eventName": "MODIFY", "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1",
+                "awsRegion": "us-east-1", "eventSourceARN": STREAM_ARN,
                 "dynamodb": {
                     "ApproximateCreationDateTime": 1_764_104_603,
                     "Keys": {"entity_id": {"S": format!("stream-{i:03}")}},

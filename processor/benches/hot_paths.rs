@@ -4,22 +4,31 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jobs::settings::DEFAULT_QUEUE_MAX_MESSAGE_BYTES;
-use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split};
+use processor::message::{MAX_MESSAGE_BYTES, broadcast_id, split, stream_arn, stream_label};
 use processor::shard::jobs_for_shard;
 use processor::update::convert;
 use registry::Buckets;
 
 mod fixtures;
 
+const LABEL: Option<&str> = Some("2026-11-25T21:00:00.000");
+
 /// The pure part of one broadcast: records -> parts -> shards -> encoded jobs.
 fn plan(records: &[aws_lambda_events::dynamodb::EventRecord], ids: &[String]) -> (usize, usize) {
     let (updates, _) = convert(records);
+    let stream = stream_arn(records);
     let id = broadcast_id(
+        stream,
         records
             .iter()
             .filter_map(|r| r.change.sequence_number.as_deref()),
     );
-    let parts = split(&id, &updates, MAX_MESSAGE_BYTES);
+    let parts = split(
+        &id,
+        stream.and_then(stream_label),
+        &updates,
+        MAX_MESSAGE_BYTES,
+    );
     fixtures::encode_shards(
         &id,
         &parts.messages,
@@ -40,12 +49,12 @@ fn benches(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("100 updates", limit),
             &limit,
-            |b, limit| b.iter(|| split("b-0123456789abcdef", &updates, *limit)),
+            |b, limit| b.iter(|| split("b-0123456789abcdef", LABEL, &updates, *limit)),
         );
     }
     group.finish();
 
-    let parts = split("b-0123456789abcdef", &updates, MAX_MESSAGE_BYTES);
+    let parts = split("b-0123456789abcdef", LABEL, &updates, MAX_MESSAGE_BYTES);
     let ids = fixtures::connection_ids(100_000);
     let mut group = c.benchmark_group("job encoding");
     group.throughput(Throughput::Elements(1000));

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::broadcast::{BroadcastError, BroadcastStats, broadcast};
 use crate::config::ProcessorConfig;
-use crate::message::{broadcast_id, split};
+use crate::message::{broadcast_id, split, stream_arn, stream_label};
 use crate::update::convert;
 
 pub struct Processor {
@@ -62,13 +62,16 @@ impl Processor {
         if updates.is_empty() {
             return Ok(report);
         }
+        let stream = stream_arn(&event.records);
         let id = broadcast_id(
+            stream,
             event
                 .records
                 .iter()
                 .map(|r| r.change.sequence_number.as_deref().unwrap_or(&r.event_id)),
         );
-        let parts = split(&id, &updates, self.config.max_message_bytes);
+        let label = stream.and_then(stream_label);
+        let parts = split(&id, label, &updates, self.config.max_message_bytes);
         report.broadcast_id = Some(id.clone());
         report.truncated = parts.truncated.len() as u64;
         report.parts = parts.messages.len() as u64;

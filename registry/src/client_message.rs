@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 /// Gateway would pass up to 128 KB to the function.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 4 * 1024;
 
+/// At most this many characters of what a client sent are echoed in a reply or a log line.
+pub const MAX_ECHO_CHARS: usize = 120;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum ClientMessage {
@@ -30,8 +33,17 @@ pub enum ClientError {
     Malformed(String),
     #[error("message has no \"action\"; supported actions: ping")]
     NoAction,
-    #[error("unknown action {0:?}; supported actions: ping")]
+    #[error("unknown action {}; supported actions: ping", echo(.0))]
     UnknownAction(String),
+}
+
+/// `text` quoted and escaped, cut to [`MAX_ECHO_CHARS`] characters (marked with `…`).
+fn echo(text: &str) -> String {
+    let quoted = format!("{text:?}");
+    match quoted.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((cut, _)) => format!("{}…", &quoted[..cut]),
+        None => quoted,
+    }
 }
 
 impl ClientMessage {
@@ -111,6 +123,26 @@ mod tests {
             ClientMessage::parse(Some(&big)),
             Err(ClientError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_long_action_is_echoed_cut_short() {
+        let action = "x".repeat(4000);
+        let body = format!(r#"{{"action":"{action}"}}"#);
+        let error = ClientMessage::parse(Some(&body)).unwrap_err();
+        assert_eq!(error, ClientError::UnknownAction(action));
+        let text = error.to_string();
+        assert!(text.len() < MAX_ECHO_CHARS + 60, "{} bytes", text.len());
+        assert!(
+            text.starts_with(r#"unknown action "xxx"#) && text.contains("…;"),
+            "{text}"
+        );
+        let reply = Reply::from(error).to_json();
+        assert!(reply.len() < MAX_ECHO_CHARS + 100, "{reply}");
+
+        let object = format!(r#"{{"action":{{"k":"{}"}}}}"#, "\\u0001".repeat(600));
+        let text = ClientMessage::parse(Some(&object)).unwrap_err().to_string();
+        assert!(text.chars().count() < MAX_ECHO_CHARS + 60, "{text}");
     }
 
     #[test]

@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 use crate::bucket::Buckets;
 use crate::identity::Identity;
 
+/// `sourceIp` and `userAgent` come from the client's request: each is stored cut to this many
+/// bytes (on a character boundary), so that no client decides its row's size (a 390 KB
+/// User-Agent made a 390 KB row).
+pub const MAX_CLIENT_TEXT_BYTES: usize = 512;
+
 /// One row per open WebSocket connection. Attribute names and types are the seed's contract:
 /// `connectionId` S (key), `connected` S (GSI partition), `connectedAt` N epoch ms (GSI sort),
 /// `sourceIp` S, `userAgent` S, `ttl` N epoch seconds.
@@ -31,7 +36,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A new row; `ttl` is `connected_at` plus `ttl_seconds`, in epoch seconds.
+    /// A new row; `ttl` is `connected_at` plus `ttl_seconds`, in epoch seconds; `source_ip` and
+    /// `user_agent` are cut to [`MAX_CLIENT_TEXT_BYTES`].
     pub fn new(
         connection_id: impl Into<String>,
         connected_at_ms: i64,
@@ -45,8 +51,8 @@ impl Connection {
             connected: buckets.partition_key(&connection_id),
             connection_id,
             connected_at: connected_at_ms,
-            source_ip,
-            user_agent,
+            source_ip: source_ip.map(clip),
+            user_agent: user_agent.map(clip),
             ttl: expiry(connected_at_ms, ttl_seconds),
             last_seen_at: None,
             subject: None,
@@ -64,6 +70,18 @@ impl Connection {
             ..self
         }
     }
+}
+
+/// `text` cut to at most [`MAX_CLIENT_TEXT_BYTES`], on a character boundary.
+fn clip(mut text: String) -> String {
+    if text.len() > MAX_CLIENT_TEXT_BYTES {
+        let mut end = MAX_CLIENT_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// Epoch seconds at which DynamoDB TTL may remove a row last seen at `now_ms`.
@@ -121,6 +139,40 @@ mod tests {
         );
         let back: Connection = serde_dynamo::from_item(item).unwrap();
         assert_eq!(back, connection);
+    }
+
+    #[test]
+    fn client_supplied_text_is_cut_to_the_limit_on_a_char_boundary() {
+        let huge = "Mozilla/5.0 ".repeat(33_000); // ~390 KB
+        let ip = "é".repeat(400); // 800 bytes of 2-byte characters
+        let row = Connection::new(
+            "a=",
+            0,
+            Some(ip.clone()),
+            Some(huge.clone()),
+            Buckets::SEED,
+            60,
+        );
+        let agent = row.user_agent.unwrap();
+        assert_eq!(agent.len(), MAX_CLIENT_TEXT_BYTES);
+        assert!(huge.starts_with(&agent));
+        let source = row.source_ip.unwrap();
+        assert_eq!(
+            source.len(),
+            MAX_CLIENT_TEXT_BYTES,
+            "256 whole 2-byte characters"
+        );
+        assert!(ip.starts_with(&source));
+
+        let odd = format!("x{}", "é".repeat(300));
+        let cut = clip(odd.clone());
+        assert_eq!(
+            cut.len(),
+            MAX_CLIENT_TEXT_BYTES - 1,
+            "never half a character"
+        );
+        assert!(odd.starts_with(&cut));
+        assert_eq!(clip("short".into()), "short");
     }
 
     #[test]

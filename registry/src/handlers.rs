@@ -14,7 +14,8 @@ use crate::client_message::{ClientMessage, Reply};
 use crate::config::RegistryConfig;
 use crate::connection::Connection;
 use crate::identity::Identity;
-use crate::store::Registry;
+use crate::sampler::LogSampler;
+use crate::store::{Registry, Touch};
 
 /// The handshake header a browser offers subprotocols in; a token may travel there.
 const SUBPROTOCOL_HEADER: &str = "sec-websocket-protocol";
@@ -109,35 +110,52 @@ pub async fn disconnect(
     }
 }
 
+/// Refused client messages logged per process and minute; the rest are counted (the next
+/// line logged says how many). A client can send hundreds of frames a second.
+const REFUSALS_LOGGED_PER_MINUTE: u32 = 10;
+
+/// Every refused client message this process saw, logged or not.
+pub static REFUSED_MESSAGES: LogSampler = LogSampler::new(REFUSALS_LOGGED_PER_MINUTE, 60_000);
+
 /// The `$default` route: answers every client message, and never fails the connection.
 pub async fn message(
     registry: &Registry,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let connection_id = connection_id(event).unwrap_or_default();
-    let subject = subject_of(event);
     let reply = match ClientMessage::parse(event.body.as_deref()) {
         Ok(ClientMessage::Ping) => {
-            match registry.touch(connection_id, now_ms()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    warn!(
-                        connection_id,
-                        subject, "ping from a connection without a row"
-                    )
-                }
-                Err(e) => {
-                    error!(connection_id, subject, error = %e, "could not refresh connection ttl")
-                }
-            }
+            ping(registry, connection_id, event).await;
             Reply::Pong
         }
         Err(e) => {
-            info!(connection_id, subject, error = %e, "refused client message");
+            if let Some(suppressed) = REFUSED_MESSAGES.admit(now_ms()) {
+                let subject = subject_of(event);
+                info!(connection_id, subject, error = %e, suppressed, "refused client message");
+            }
             Reply::from(e)
         }
     };
     response(200, Some(reply.to_json()))
+}
+
+/// A ping refreshes the row's ttl (at most once per touch interval); failures are logged only:
+/// the client gets its PONG either way.
+async fn ping(registry: &Registry, connection_id: &str, event: &ApiGatewayWebsocketProxyRequest) {
+    match registry.touch(connection_id, now_ms()).await {
+        Ok(Touch::Refreshed | Touch::Recent) => {}
+        Ok(Touch::Gone) => {
+            let subject = subject_of(event);
+            warn!(
+                connection_id,
+                subject, "ping from a connection without a row"
+            );
+        }
+        Err(e) => {
+            let subject = subject_of(event);
+            error!(connection_id, subject, error = %e, "could not refresh connection ttl");
+        }
+    }
 }
 
 fn connection_id(event: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
@@ -181,4 +199,104 @@ fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
     response.status_code = status;
     response.body = body.map(Body::Text);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// Counts the log events whose message is `wanted`.
+    struct CountLines {
+        wanted: &'static str,
+        count: Arc<AtomicUsize>,
+    }
+
+    impl Subscriber for CountLines {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            if message.0 == self.wanted {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    struct Message(String);
+
+    impl Visit for Message {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}");
+            }
+        }
+    }
+
+    /// A registry whose table is never reached: refused messages do not touch it.
+    fn offline_registry() -> Registry {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        Registry::new(
+            aws_sdk_dynamodb::Client::from_conf(config),
+            RegistryConfig::for_table("unused"),
+        )
+    }
+
+    fn message_event(body: &str) -> ApiGatewayWebsocketProxyRequest {
+        let mut event = ApiGatewayWebsocketProxyRequest::default();
+        event.request_context.route_key = Some("$default".to_owned());
+        event.request_context.connection_id = Some("Flood0000000001=".to_owned());
+        event.body = Some(body.to_owned());
+        event
+    }
+
+    // The only test in this binary that sends refused messages through `message`, so the
+    // process-wide sampler is its own.
+    #[tokio::test]
+    async fn a_flood_of_refused_messages_logs_a_bounded_number_of_lines() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let _guard = tracing::subscriber::set_default(CountLines {
+            wanted: "refused client message",
+            count: count.clone(),
+        });
+        let registry = offline_registry();
+        let before = REFUSED_MESSAGES.total();
+        let junk = format!(r#"{{"action":"{}"}}"#, "j".repeat(4000));
+        for _ in 0..2_000 {
+            let response = message(&registry, &message_event(&junk)).await;
+            assert_eq!(response.status_code, 200, "the connection is never failed");
+            let Some(Body::Text(reply)) = response.body else {
+                panic!("a text reply");
+            };
+            assert!(reply.starts_with(r#"{"type":"ERROR""#), "{reply}");
+            assert!(reply.len() < 300, "the echo is cut: {} bytes", reply.len());
+        }
+        let lines = count.load(Ordering::Relaxed);
+        assert!(
+            (1..=REFUSALS_LOGGED_PER_MINUTE as usize).contains(&lines),
+            "{lines} lines for 2000 refused messages"
+        );
+        assert_eq!(
+            REFUSED_MESSAGES.total() - before,
+            2_000,
+            "every refusal counted"
+        );
+    }
 }

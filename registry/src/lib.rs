@@ -11,6 +11,7 @@
 //! - [`store`]: the DynamoDB adapter;
 //! - [`client_message`]: what clients may send on `$default`, and the replies;
 //! - [`handlers`]: the three route handlers;
+//! - [`sampler`]: log sampling for what clients control;
 //! - [`runtime`]: the glue the three thin Lambda binaries share.
 
 pub mod bucket;
@@ -20,9 +21,10 @@ pub mod connection;
 pub mod handlers;
 pub mod identity;
 pub mod runtime;
+pub mod sampler;
 pub mod store;
 
 pub use bucket::Buckets;
 pub use config::RegistryConfig;
 pub use connection::Connection;
-pub use store::{Page, Registry, RegistryError};
+pub use store::{Page, Registry, RegistryError, Touch};

@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use platform::Backoff;
 
 use crate::config::RegistryConfig;
 use crate::connection::{Connection, expiry};
+use crate::sampler::LogSampler;
 
 /// DynamoDB's BatchWriteItem limit.
 pub const BATCH_WRITE_LIMIT: usize = 25;
@@ -20,6 +24,9 @@ pub const BATCH_WRITE_LIMIT: usize = 25;
 const BATCH_ATTEMPTS: u32 = 8;
 /// Batches written at once by [`Registry::remove_many`].
 const BATCH_CONCURRENCY: usize = 4;
+/// Failed reads in front of a ttl refresh (a missing `dynamodb:GetItem` grant would fail
+/// every ping): logged a few times a minute, not once per ping.
+static READ_FAILURES: LogSampler = LogSampler::new(5, 60_000);
 /// Between attempts at unprocessed items.
 const UNPROCESSED_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
@@ -38,6 +45,17 @@ pub enum RegistryError {
     Unprocessed { table: String, count: usize },
     #[error("connection item could not be converted: {0}")]
     Item(#[from] serde_dynamo::Error),
+}
+
+/// What a ping did to its connection's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch {
+    /// `ttl` and `lastSeenAt` were written.
+    Refreshed,
+    /// Nothing was written: the row was refreshed within the touch interval.
+    Recent,
+    /// Nothing was written: the connection has no row (removed; a ping must not resurrect it).
+    Gone,
 }
 
 /// One GSI Query page: the ids of live connections in one bucket (possibly none).
@@ -169,34 +187,91 @@ impl Registry {
         })
     }
 
-    /// Refreshes a connection's `ttl` and `lastSeenAt`. Returns `false`, writing nothing, when
-    /// the connection has no row (it was removed; a ping must not resurrect it).
-    pub async fn touch(&self, connection_id: &str, now_ms: i64) -> Result<bool, RegistryError> {
+    /// Refreshes a connection's `ttl` and `lastSeenAt` when the last refresh is older than the
+    /// touch interval, so that a client pinging every minute costs one write per interval.
+    ///
+    /// A failed conditional write still consumes write capacity, so an eventually consistent
+    /// read of `lastSeenAt` (a tenth of a write's price) answers the common case first; the
+    /// conditional write stays the authority (a stale read costs at most one write). A row the
+    /// read does not find still goes to the write, which never creates one.
+    pub async fn touch(&self, connection_id: &str, now_ms: i64) -> Result<Touch, RegistryError> {
+        // Boxed: two SDK calls nested in the route handler's future overflow rustc's query
+        // depth when the `message` bin's future is laid out.
+        let interval = self.config.touch_interval_ms();
+        if interval > 0 {
+            let seen = match Box::pin(self.last_seen_at(connection_id)).await {
+                Ok(seen) => seen,
+                // The write alone decides then (correctly, at a write's price).
+                Err(e) => {
+                    if let Some(suppressed) = READ_FAILURES.admit(now_ms) {
+                        tracing::warn!(error = %e, suppressed, "could not read lastSeenAt; writing instead");
+                    }
+                    None
+                }
+            };
+            if seen.is_some_and(|seen| seen >= now_ms.saturating_sub(interval)) {
+                return Ok(Touch::Recent);
+            }
+        }
+        Box::pin(self.refresh(connection_id, now_ms)).await
+    }
+
+    /// The conditional write behind [`Registry::touch`], without its read: sets `ttl` and
+    /// `lastSeenAt` only if the row exists and was not refreshed within the touch interval.
+    pub async fn refresh(&self, connection_id: &str, now_ms: i64) -> Result<Touch, RegistryError> {
+        let threshold = now_ms.saturating_sub(self.config.touch_interval_ms());
         let result = self
             .client
             .update_item()
             .table_name(&self.config.table_name)
             .key("connectionId", AttributeValue::S(connection_id.to_owned()))
             .update_expression("SET #ttl = :ttl, lastSeenAt = :now")
-            .condition_expression("attribute_exists(connectionId)")
+            .condition_expression(
+                "attribute_exists(connectionId) AND \
+                 (attribute_not_exists(lastSeenAt) OR lastSeenAt < :threshold)",
+            )
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(
                 ":ttl",
                 AttributeValue::N(expiry(now_ms, self.config.ttl_seconds).to_string()),
             )
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(":threshold", AttributeValue::N(threshold.to_string()))
+            // On a failed condition, the row (if any) tells "recent enough" from "removed".
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.dynamo("UpdateItem", e)),
+            Ok(_) => Ok(Touch::Refreshed),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(match failed.item() {
+                        Some(item) if !item.is_empty() => Touch::Recent,
+                        _ => Touch::Gone,
+                    })
+                }
+                _ => Err(self.dynamo("UpdateItem", e)),
+            },
         }
+    }
+
+    /// The row's `lastSeenAt` (eventually consistent); `None` without a row or a value.
+    async fn last_seen_at(&self, connection_id: &str) -> Result<Option<i64>, RegistryError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.config.table_name)
+            .key("connectionId", AttributeValue::S(connection_id.to_owned()))
+            .projection_expression("lastSeenAt")
+            .send()
+            .await
+            .map_err(|e| self.dynamo("GetItem", e))?;
+        Ok(
+            match output.item.as_ref().and_then(|i| i.get("lastSeenAt")) {
+                Some(AttributeValue::N(n)) => n.parse().ok(),
+                _ => None,
+            },
+        )
     }
 
     /// Reads one row (tests and the local stack use it; fan-out never needs it).

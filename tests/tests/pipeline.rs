@@ -51,6 +51,9 @@ async fn a_write_reaches_two_hundred_clients_exactly_once_with_the_right_event_t
         assert!(arrived, "{event_type} did not reach every client");
     }
     settled(&stack, &clients).await;
+    let label = processor::message::stream_label(&stack.resources.metrics_stream_arn)
+        .expect("the stack's stream ARN ends in its label")
+        .to_owned();
 
     for client in &clients {
         let updates = updates_for(client, "stream-001");
@@ -80,6 +83,11 @@ async fn a_write_reaches_two_hundred_clients_exactly_once_with_the_right_event_t
             assert_eq!(message["type"], "METRICS_UPDATE");
             assert!(
                 message["id"].is_string() && message["part"].is_u64() && message["parts"].is_u64()
+            );
+            assert_eq!(
+                message["stream"],
+                label.as_str(),
+                "the stack's stream label"
             );
         }
         assert!(

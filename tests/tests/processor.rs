@@ -177,6 +177,44 @@ async fn a_large_batch_goes_out_in_parts_that_fit() {
 }
 
 #[tokio::test]
+async fn numbers_and_the_stream_label_reach_the_jobs_exactly() {
+    let (processor, sqs, url) = processor(1, 1000).await;
+    let config = processor.registry.config().clone();
+    processor
+        .registry
+        .register(&Connection::new("n=", 1, None, None, config.buckets, 3600))
+        .await
+        .unwrap();
+    let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/m/stream/2026-11-30T16:00:00.000";
+    let mut event = stream_event(1);
+    let record = &mut event.records[0];
+    record.event_source_arn = Some(arn.to_owned());
+    record.change.new_image.insert(
+        "big".into(),
+        serde_dynamo::AttributeValue::N("-1234567890123456789.0123456789012345678".into()),
+    );
+    let report = processor.handle(&event).await.unwrap();
+
+    let bodies = drain(&sqs, &url).await;
+    assert_eq!(bodies.len(), 1);
+    let job = FanoutJob::decode(&bodies[0]).unwrap();
+    assert_eq!(Some(&job.broadcast_id), report.broadcast_id.as_ref());
+    let part = job.parts[0].get();
+    assert!(
+        part.contains(r#""big":-1234567890123456789.0123456789012345678,"#),
+        "{part}"
+    );
+    let message: Value = serde_json::from_str(part).unwrap();
+    assert_eq!(message["stream"], "2026-11-30T16:00:00.000");
+
+    // The same records from a fresh stream are another broadcast.
+    event.records[0].event_source_arn = Some(arn.replace("16:00:00", "17:00:00"));
+    let again = processor.handle(&event).await.unwrap();
+    assert_ne!(again.broadcast_id, report.broadcast_id);
+    drain(&sqs, &url).await;
+}
+
+#[tokio::test]
 async fn a_missing_queue_fails_the_invocation() {
     let (mut processor, _, _) = processor(1, 1000).await;
     let config = processor.registry.config().clone();

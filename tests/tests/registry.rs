@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use aws_lambda_events::encodings::Body;
 use e2e::fixtures::{fresh_registry, route_event, sdk_config};
 use futures::TryStreamExt;
-use registry::{Buckets, Connection, handlers};
+use registry::connection::MAX_CLIENT_TEXT_BYTES;
+use registry::{Buckets, Connection, Touch, handlers};
 use serde_json::Value;
 
 fn body_json(body: Option<Body>) -> Value {
@@ -151,6 +152,94 @@ async fn ping_does_not_resurrect_a_removed_connection() {
     .await;
     assert_eq!(body_json(response.body)["type"], "PONG");
     assert!(registry.get("ghost=").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_second_ping_within_the_touch_interval_writes_nothing() {
+    let registry = fresh_registry(1).await;
+    handlers::connect(&registry, &route_event("$connect", "twice=", None)).await;
+    let ping = route_event("$default", "twice=", Some(r#"{"action":"ping"}"#));
+    handlers::message(&registry, &ping).await;
+    let first = registry.get("twice=").await.unwrap().unwrap();
+    let seen = first.last_seen_at.expect("the first ping writes");
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let response = handlers::message(&registry, &ping).await;
+    assert_eq!(body_json(response.body)["type"], "PONG");
+    assert_eq!(registry.get("twice=").await.unwrap().unwrap(), first);
+
+    // Just inside the interval: still nothing written.
+    let interval = registry.config().touch_interval_ms();
+    let touched = registry.touch("twice=", seen + interval).await.unwrap();
+    assert_eq!(touched, Touch::Recent);
+    assert_eq!(registry.get("twice=").await.unwrap().unwrap(), first);
+}
+
+#[tokio::test]
+async fn a_ping_after_the_touch_interval_refreshes_the_row() {
+    let registry = fresh_registry(1).await;
+    handlers::connect(&registry, &route_event("$connect", "later=", None)).await;
+    let t0 = 1_764_104_700_000;
+    assert_eq!(
+        registry.touch("later=", t0).await.unwrap(),
+        Touch::Refreshed
+    );
+
+    let later = t0 + registry.config().touch_interval_ms() + 1;
+    assert_eq!(
+        registry.touch("later=", later).await.unwrap(),
+        Touch::Refreshed
+    );
+    let row = registry.get("later=").await.unwrap().unwrap();
+    assert_eq!(row.last_seen_at, Some(later));
+    assert_eq!(row.ttl, later / 1000 + 86_400);
+}
+
+#[tokio::test]
+async fn the_conditional_write_alone_skips_a_recent_row_and_never_creates_one() {
+    let registry = fresh_registry(1).await;
+    handlers::connect(&registry, &route_event("$connect", "cond=", None)).await;
+    let t0 = 1_764_104_700_000;
+    assert_eq!(
+        registry.refresh("cond=", t0).await.unwrap(),
+        Touch::Refreshed
+    );
+    let row = registry.get("cond=").await.unwrap().unwrap();
+
+    // The condition, not only the read in front of it, refuses a recent row.
+    assert_eq!(
+        registry.refresh("cond=", t0 + 1_000).await.unwrap(),
+        Touch::Recent
+    );
+    assert_eq!(registry.get("cond=").await.unwrap().unwrap(), row);
+
+    handlers::disconnect(&registry, &route_event("$disconnect", "cond=", None)).await;
+    let later = t0 + registry.config().touch_interval_ms() + 1;
+    assert_eq!(registry.refresh("cond=", later).await.unwrap(), Touch::Gone);
+    assert_eq!(registry.touch("cond=", later).await.unwrap(), Touch::Gone);
+    assert_eq!(registry.touch("cond=", t0 + 1).await.unwrap(), Touch::Gone);
+    assert!(
+        registry.get("cond=").await.unwrap().is_none(),
+        "not resurrected"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_user_agent_is_stored_cut_to_the_limit() {
+    let registry = fresh_registry(1).await;
+    let mut event = route_event("$connect", "ua=", None);
+    let huge = "Mozilla/5.0 (X11; Linux x86_64) ".repeat(12_200); // 390,400 bytes
+    event.request_context.identity.user_agent = Some(huge.clone());
+    let response = handlers::connect(&registry, &event).await;
+    assert_eq!(response.status_code, 200);
+    let row = registry.get("ua=").await.unwrap().unwrap();
+    let stored = row.user_agent.expect("userAgent stored");
+    assert!(
+        stored.len() <= MAX_CLIENT_TEXT_BYTES,
+        "{} bytes",
+        stored.len()
+    );
+    assert!(huge.starts_with(&stored) && !stored.is_empty());
 }
 
 #[tokio::test]

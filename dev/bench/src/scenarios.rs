@@ -15,6 +15,7 @@ use processor::broadcast::enqueue_pages;
 use processor::message::{MAX_MESSAGE_BYTES, Parts, broadcast_id, split};
 use processor::update::{EventType, Update};
 use registry::Page;
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 use stack::Stack;
 use stack::bootstrap::METRICS_KEY;
@@ -45,24 +46,26 @@ fn metric_data() -> Value {
     })
 }
 
+/// `value` as the JSON text the processor carries images in.
+fn raw(value: &Value) -> Box<RawValue> {
+    to_raw_value(value).expect("a JSON value serializes")
+}
+
 fn update() -> Update {
     Update {
         event_type: EventType::Modify,
         timestamp: now_ms(),
         sequence: Some("4921000000000000000000000001".to_owned()),
-        data: metric_data(),
+        data: raw(&metric_data()),
     }
 }
 
 /// The processor's pure part: one update becomes its METRICS_UPDATE parts.
 fn parts() -> Parts {
     let update = update();
-    let id = broadcast_id(update.sequence.as_deref());
-    split(
-        &id,
-        &[(update, json!({ "entity_id": "stream-001" }))],
-        MAX_MESSAGE_BYTES,
-    )
+    let id = broadcast_id(None, update.sequence.as_deref());
+    let keys = raw(&json!({ "entity_id": "stream-001" }));
+    split(&id, None, &[(update, keys)], MAX_MESSAGE_BYTES)
 }
 
 /// The virtual connections as registry pages of 1,000 ids (a GSI page of keys holds about

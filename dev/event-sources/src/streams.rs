@@ -316,15 +316,32 @@ async fn pause(interval: Duration, stop: &CancellationToken) -> bool {
     }
 }
 
+/// Whether every attribute has a type this SDK knows: serde_dynamo panics on `Unknown` (a type
+/// newer than the SDK), so such an image goes on as absent and the processor skips the record
+/// and counts it, instead of the shard's poller dying.
+fn known(value: &aws_sdk_dynamodbstreams::types::AttributeValue) -> bool {
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+    match value {
+        A::M(map) => map.values().all(known),
+        A::L(list) => list.iter().all(known),
+        A::S(_) | A::N(_) | A::B(_) | A::Ss(_) | A::Ns(_) | A::Bs(_) | A::Bool(_) | A::Null(_) => {
+            true
+        }
+        _ => false,
+    }
+}
+
 /// One stream record in the JSON form Lambda delivers.
 pub fn lambda_record(record: &Record, stream_arn: &str) -> Value {
     let change = record.dynamodb.as_ref();
     let image = |image: Option<
         &std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
     >| {
-        image.map_or(Value::Null, |m| {
-            serde_json::to_value(serde_dynamo::Item::from(m.clone())).unwrap_or(Value::Null)
-        })
+        image
+            .filter(|m| m.values().all(known))
+            .map_or(Value::Null, |m| {
+                serde_json::to_value(serde_dynamo::Item::from(m.clone())).unwrap_or(Value::Null)
+            })
     };
     json!({
         "eventID": record.event_id,
@@ -345,6 +362,31 @@ pub fn lambda_record(record: &Record, stream_arn: &str) -> Value {
             "StreamViewType": change.and_then(|c| c.stream_view_type.as_ref()).map(|v| v.as_str()),
         }
     })
+}
+
+#[cfg(test)]
+mod known_tests {
+    use super::*;
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+
+    /// `Unknown` cannot be built outside the SDK; every type it can build is known, at any depth.
+    #[test]
+    fn every_attribute_type_the_sdk_builds_is_known_at_any_depth() {
+        let all = vec![
+            A::S("x".into()),
+            A::N("1".into()),
+            A::B(aws_sdk_dynamodbstreams::primitives::Blob::new(vec![1])),
+            A::Ss(vec!["a".into()]),
+            A::Ns(vec!["1".into()]),
+            A::Bs(vec![aws_sdk_dynamodbstreams::primitives::Blob::new(vec![
+                2,
+            ])]),
+            A::Bool(true),
+            A::Null(true),
+        ];
+        let nested = A::M([("l".to_owned(), A::L(all))].into());
+        assert!(known(&nested));
+    }
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
  * latest value and a sparkline per numeric attribute.
  *
  * Message contract (server -> client):
- *   {"type":"METRICS_UPDATE","id":"<broadcast id>","part":1,"parts":2,
+ *   {"type":"METRICS_UPDATE","id":"<broadcast id>","part":1,"parts":2,"stream":"<stream label>",
  *    "updates":[{"eventType":"INSERT|MODIFY|REMOVE","timestamp":<epoch ms>,
  *                "sequence":"<decimal string>","data":{...item image...}}]}
  *   {"type":"PONG"}   {"type":"ERROR","message":"..."}
- * `id`, `part`, `parts`, `sequence` are optional (older servers omit them).
+ * `id`, `part`, `parts`, `stream`, `sequence` are optional (older servers omit them). Ids and
+ * sequences are only comparable within one stream: a new `stream` resets what is remembered.
  *
  * Test hooks: [data-entity="<id>"] per entity card, [data-metric="<name>"] per value cell
  * (text = formatted value, data-value = raw number), #status[data-state], window.dashboard.
@@ -39,6 +40,7 @@
     backoffCapMs: 30000,
     historyPoints: 60, // sparkline length
     dedupCapacity: 1000, // remembered `${id}:${part}` keys
+    retiredStreamCapacity: 16, // remembered labels of streams that were replaced
     tombstoneCapacity: 10000, // remembered sequences of removed entities
     logCapacity: 100,
     staleAfterMs: 120000, // a card not updated for this long is dimmed
@@ -77,6 +79,9 @@
     updatesApplied: 0,
     duplicatesDropped: 0,
     outOfOrderIgnored: 0,
+    stream: null, // the label of the stream updates come from
+    streamResets: 0,
+    retiredStreamIgnored: 0,
     truncatedUpdates: 0,
     invalidMessages: 0,
     reconnects: 0,
@@ -93,6 +98,8 @@
   var seenParts = new Set();
   // Sequences of removed entities, so a late update cannot resurrect them.
   var tombstones = new Map();
+  // Streams replaced by a newer one: a late part of theirs must not reset state again.
+  var retiredStreams = new Set();
 
   var views = new Map(); // entity id -> DOM refs (kept out of `entities` so it stays plain data)
 
@@ -246,7 +253,38 @@
     renderStats();
   }
 
+  /**
+   * Follows the stream a message came from. Broadcast ids and sequences start over in a new
+   * stream (a re-enabled stream, a restarted stack), so what was remembered of the old one
+   * would drop new parts as duplicates and new updates as out of order: forget it, keeping
+   * the values on screen. Returns false for a late message of a stream already replaced.
+   */
+  function followStream(stream) {
+    if (typeof stream !== 'string' || stream === '' || stream === stats.stream) return true;
+    if (retiredStreams.has(stream)) {
+      stats.retiredStreamIgnored++;
+      return false;
+    }
+    if (stats.stream !== null) {
+      retiredStreams.add(stats.stream);
+      if (retiredStreams.size > CONFIG.retiredStreamCapacity) retiredStreams.delete(retiredStreams.values().next().value);
+      forgetOrdering();
+      stats.streamResets++;
+      log('new stream ' + stream + ' (was ' + stats.stream + '): duplicate and order tracking reset', 'warn');
+    }
+    stats.stream = stream;
+    return true;
+  }
+
+  /** Forgets seen parts and per-entity sequences; entities and their values stay. */
+  function forgetOrdering() {
+    seenParts.clear();
+    tombstones.clear();
+    Object.keys(entities).forEach(function (id) { entities[id].sequence = null; });
+  }
+
   function handleMetricsUpdate(msg) {
+    if (!followStream(msg.stream)) return;
     var hasId = msg.id !== undefined && msg.id !== null;
     if (hasId) {
       var part = msg.part === undefined || msg.part === null ? 1 : msg.part;
