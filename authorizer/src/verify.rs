@@ -11,7 +11,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, Secret};
 use crate::jwks::{HttpJwksSource, JwksCache, JwksError, KeyLookupError, RefreshPolicy};
 
 /// What a verified token says about its holder.
@@ -295,12 +295,8 @@ impl Verifier {
 
     /// The verifier a deployed authorizer uses: the secret and/or an HTTPS JWKS cache.
     pub fn from_config(config: &AuthConfig) -> Result<Self, BuildError> {
-        let hs256 = config
-            .hs256_secret
-            .as_ref()
-            .map(|s| VerifyingKey::hs256(s.expose()))
-            .transpose()
-            .map_err(BuildError::Secret)?;
+        let hs256 = hs256_key(config.hs256_secret.as_ref())?;
+        let previous = hs256_key(config.hs256_previous_secret.as_ref())?;
         let jwks = match &config.jwks {
             Some(jwks) => {
                 let source =
@@ -309,12 +305,6 @@ impl Verifier {
             }
             None => None,
         };
-        let previous = config
-            .hs256_previous_secret
-            .as_ref()
-            .map(|s| VerifyingKey::hs256(s.expose()))
-            .transpose()
-            .map_err(BuildError::Secret)?;
         Ok(Self::new(hs256, jwks, config.claims.clone()).with_previous_secret(previous))
     }
 
@@ -346,6 +336,13 @@ impl Verifier {
             (other, _, _) => Err(Rejection::AlgorithmNotAllowed(clip(other)).into()),
         }
     }
+}
+
+fn hs256_key(secret: Option<&Secret>) -> Result<Option<VerifyingKey>, BuildError> {
+    secret
+        .map(|s| VerifyingKey::hs256(s.expose()))
+        .transpose()
+        .map_err(BuildError::Secret)
 }
 
 async fn jwks_key(
