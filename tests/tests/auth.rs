@@ -107,12 +107,32 @@ async fn the_secret_is_read_from_secrets_manager() {
         .await
         .expect("CreateSecret on moto");
     let arn = created.arn().expect("an ARN");
-    let value = authorizer::secret::fetch(&client, arn).await.unwrap();
-    assert_eq!(value, "from-secrets-manager-0123456789abcdef");
-    let missing = authorizer::secret::fetch(
-        &client,
-        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
-    )
-    .await;
-    assert!(missing.unwrap_err().to_string().contains("GetSecretValue"));
+    let fetched = authorizer::secret::fetch_both(&client, arn).await.unwrap();
+    assert_eq!(
+        fetched,
+        ("from-secrets-manager-0123456789abcdef".to_owned(), None)
+    );
+
+    // A rotation: the new value is current, the old one previous (still accepted).
+    client
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string("rotated-value-0123456789abcdef012345")
+        .send()
+        .await
+        .expect("PutSecretValue on moto");
+    let fetched = authorizer::secret::fetch_both(&client, arn).await.unwrap();
+    assert_eq!(
+        fetched,
+        (
+            "rotated-value-0123456789abcdef012345".to_owned(),
+            Some("from-secrets-manager-0123456789abcdef".to_owned())
+        )
+    );
+
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope";
+    let error = authorizer::secret::fetch_both(&client, missing)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("GetSecretValue"), "{error}");
 }

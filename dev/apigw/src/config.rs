@@ -11,6 +11,12 @@ use super::throttle::Throttle;
 /// API Gateway's hard limit on a message, inbound or posted.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
 
+/// API Gateway's hard limit on one WebSocket frame: a larger message must come in fragments.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+
+/// Client messages that may wait per connection behind the one being routed.
+pub const DEFAULT_MESSAGE_QUEUE: usize = 32;
+
 /// Settings of one emulated WebSocket API stage. The defaults are AWS's.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -28,6 +34,13 @@ pub struct GatewayConfig {
     pub max_duration: Duration,
     /// Largest post body and largest client message, in bytes.
     pub max_payload_bytes: usize,
+    /// Largest client frame, in bytes; a larger one closes the socket with 1009 as soon as its
+    /// header is read.
+    pub max_frame_bytes: usize,
+    /// Client messages that wait per connection while one of its messages is being routed
+    /// (API Gateway routes a connection's messages one at a time). A message that finds the
+    /// queue full is not routed: the client gets API Gateway's throttling error instead.
+    pub message_queue: usize,
     /// Messages queued per socket before posts get 429 (a client that does not read).
     pub client_buffer_messages: usize,
     /// Account throttle on the management API; `None` is unlimited.
@@ -50,6 +63,8 @@ impl Default for GatewayConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_duration: Duration::from_secs(2 * 60 * 60),
             max_payload_bytes: MAX_PAYLOAD_BYTES,
+            max_frame_bytes: MAX_FRAME_BYTES,
+            message_queue: DEFAULT_MESSAGE_QUEUE,
             client_buffer_messages: 1024,
             throttle: None,
             latency: Latency::default(),
@@ -74,8 +89,17 @@ impl GatewayConfig {
         if self.idle_timeout.is_zero() || self.max_duration.is_zero() {
             return invalid("idle_timeout and max_duration must be positive");
         }
-        if self.max_payload_bytes == 0 || self.client_buffer_messages == 0 {
-            return invalid("max_payload_bytes and client_buffer_messages must be positive");
+        if [
+            self.max_payload_bytes,
+            self.max_frame_bytes,
+            self.message_queue,
+            self.client_buffer_messages,
+        ]
+        .contains(&0)
+        {
+            return invalid(
+                "max_payload_bytes, max_frame_bytes, message_queue and client_buffer_messages must be positive",
+            );
         }
         if let Some(throttle) = &self.throttle {
             validate_throttle(throttle)?;

@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     pub(crate) connects: AtomicU64,
     pub(crate) connects_rejected: AtomicU64,
     pub(crate) messages_received: AtomicU64,
+    pub(crate) messages_throttled: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) authorizer_calls: AtomicU64,
     pub(crate) authorizer_allowed: AtomicU64,
@@ -73,6 +74,9 @@ pub struct CountersSnapshot {
     pub connects_rejected: u64,
     /// Client data messages (text or binary) received.
     pub messages_received: u64,
+    /// The part of `messages_received` not routed because the connection's message queue
+    /// was full: the client got a "Too Many Requests" error frame instead.
+    pub messages_throttled: u64,
     /// `$disconnect` events emitted.
     pub disconnects: u64,
     /// Calls of the `$connect` authorizer. Each handshake it decides is counted once in
@@ -122,6 +126,7 @@ impl Counters {
             connects: get(&self.connects),
             connects_rejected: get(&self.connects_rejected),
             messages_received: get(&self.messages_received),
+            messages_throttled: get(&self.messages_throttled),
             disconnects: get(&self.disconnects),
             authorizer_calls: get(&self.authorizer_calls),
             authorizer_allowed: get(&self.authorizer_allowed),
@@ -150,6 +155,7 @@ impl Counters {
             &self.connects,
             &self.connects_rejected,
             &self.messages_received,
+            &self.messages_throttled,
             &self.disconnects,
             &self.authorizer_calls,
             &self.authorizer_allowed,

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
+use super::settings::FaultSettings;
 use super::throttle::{Throttle, TokenBucket};
 
 /// Latency added before each management API call is answered: `fixed` plus a uniformly
@@ -98,6 +99,31 @@ impl Knobs {
     pub(crate) fn set_throttle(&self, throttle: Option<Throttle>) {
         *self.bucket.lock().unwrap_or_else(PoisonError::into_inner) =
             throttle.map(|t| TokenBucket::new(t, Instant::now()));
+    }
+
+    /// The live values, as `/_admin/faults` shows them.
+    pub(crate) fn settings(&self) -> FaultSettings {
+        let throttle = self
+            .bucket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(TokenBucket::settings);
+        FaultSettings::new(
+            throttle,
+            *self.latency.read().unwrap_or_else(PoisonError::into_inner),
+            *self.faults.read().unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Sets every knob to `settings`; an unchanged throttle keeps its bucket (and tokens).
+    pub(crate) fn apply(&self, settings: &FaultSettings) {
+        let throttle = settings.throttle();
+        if self.settings().throttle() != throttle {
+            self.set_throttle(throttle);
+        }
+        self.set_latency(settings.latency());
+        self.set_faults(settings.faults());
     }
 
     /// Sleeps for the configured latency without blocking the runtime.

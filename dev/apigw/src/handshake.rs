@@ -20,17 +20,14 @@ use super::counters::bump;
 use super::events;
 use super::handler::HandlerResult;
 use super::ids;
+use super::linger::Peer;
 use super::table::{Conn, ConnKind, SocketLink};
 use super::ws::run_socket;
-
-/// Tungstenite's own limit sits above API Gateway's so that an oversize message is read and
-/// answered with 1009 as API Gateway does; beyond this the read fails and the socket drops.
-const READ_LIMIT_FACTOR: usize = 4;
 
 /// `GET /{stage}` with an upgrade.
 pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -118,8 +115,11 @@ fn accept(
     let Some((conn, outbound_rx)) = register(&shared, info) else {
         return refusal(StatusCode::INTERNAL_SERVER_ERROR, None);
     };
-    let read_limit = shared.config.max_payload_bytes * READ_LIMIT_FACTOR;
-    let mut ws = ws.max_message_size(read_limit).max_frame_size(read_limit);
+    // Tungstenite refuses an oversize frame from its header, before buffering the payload;
+    // the socket task answers the refusal with 1009, as API Gateway does.
+    let mut ws = ws
+        .max_message_size(shared.config.max_payload_bytes)
+        .max_frame_size(shared.config.max_frame_bytes);
     // A subprotocol is agreed only when `$connect` returns one, and then exactly that one, as
     // on AWS (even one the client did not offer: the client then fails the handshake).
     if let Some(protocol) = selected_protocol(response) {

@@ -1,4 +1,5 @@
-//! Identifiers in API Gateway's shapes: connection, request and message ids, trace ids.
+//! Identifiers in API Gateway's shapes: connection, request and message ids, the management
+//! API's request ids (UUIDs), trace ids.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
@@ -29,6 +30,34 @@ pub fn is_connection_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A random (version 4) UUID, lowercase and hyphenated: the shape of the `x-amzn-RequestId`
+/// that API Gateway returns from the management API.
+pub fn request_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Whether `id` is a lowercase hyphenated UUID (8-4-4-4-12 hex digits).
+pub fn is_request_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| {
+            g.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// An `X-Amzn-Trace-Id` value: `Root=1-{epoch seconds, hex}-{96 random bits, hex}`.
 pub(crate) fn trace_id(epoch_ms: i64) -> String {
     let mut random = [0u8; 12];
@@ -55,6 +84,19 @@ mod tests {
         assert!(!is_connection_id("L0SM9cOFvHcCIhw"));
         assert!(!is_connection_id("L0SM9cOFvHcCIhw=="));
         assert!(!is_connection_id("L0SM9cOF/HcCIhw="));
+    }
+
+    #[test]
+    fn request_uuids_are_version_4_and_do_not_repeat() {
+        let ids: HashSet<String> = (0..10_000).map(|_| request_uuid()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in &ids {
+            assert!(is_request_uuid(id), "{id}");
+            assert_eq!(&id[14..15], "4", "{id}");
+            assert!("89ab".contains(&id[19..20]), "{id}");
+        }
+        assert!(!is_request_uuid("L0SM9cOFvHcCIhw="));
+        assert!(!is_request_uuid("9983A360-03E2-4F58-9F19-7145AAAAAAAA"));
     }
 
     #[test]

@@ -19,8 +19,18 @@
 //!   failure or a malformed answer with 500, all before any WebSocket exists.
 //! - `POST|GET|DELETE http://HOST:PORT/{stage}/@connections/{id}`: what
 //!   aws-sdk-apigatewaymanagement calls with `endpoint_url = http://HOST:PORT/{stage}`, with
-//!   AWS's status codes and `x-amzn-ErrorType` (410 Gone, 413 PayloadTooLarge, 429
-//!   LimitExceeded, 500), an optional token-bucket throttle, added latency and injected faults.
+//!   AWS's status codes and `x-amzn-ErrorType` (410 Gone with an empty body, 413
+//!   PayloadTooLarge, 429 LimitExceeded, 500, 403 MissingAuthenticationToken for other
+//!   methods), UUID request ids, an optional token-bucket throttle, added latency and injected
+//!   faults.
+//!   Per-call latency, injected faults and the throttle can be changed while it runs: through
+//!   [`Gateway`]'s methods, or (on a loopback listener) `GET|PUT /_admin/faults` with
+//!   [`FaultSettings`] as JSON; `GET /_admin/counters` shows the [`CountersSnapshot`].
+//! - Limits as API Gateway's: a client frame over 32 KB or a message over 128 KB closes the
+//!   socket with 1009, invalid UTF-8 with 1007, a protocol violation with 1002. A
+//!   connection's messages are routed one at a time, with a bounded queue behind
+//!   ([`GatewayConfig::message_queue`]); a message that finds it full is answered with API
+//!   Gateway's throttling error frame (`{"message": "Too Many Requests", ...}`).
 //! - Virtual connections: ids without a socket whose posts are accepted, counted and
 //!   time-stamped, so that a benchmark can fan out to 100k+ connections on one machine.
 //!
@@ -56,6 +66,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod authorizer;
 mod config;
 mod conn_info;
@@ -65,7 +76,10 @@ mod faults;
 mod handler;
 mod handshake;
 pub mod ids;
+mod inbound;
+mod linger;
 mod management;
+mod settings;
 mod table;
 mod throttle;
 mod ws;
@@ -88,10 +102,13 @@ pub use authorizer::{
     Authorizer, AuthorizerFailure, AuthorizerResult, ConnectAuthorizer, IdentitySource,
     InvalidIdentitySource, authorizer_fn,
 };
-pub use config::{GatewayConfig, GatewayError, MAX_PAYLOAD_BYTES};
+pub use config::{
+    DEFAULT_MESSAGE_QUEUE, GatewayConfig, GatewayError, MAX_FRAME_BYTES, MAX_PAYLOAD_BYTES,
+};
 pub use counters::CountersSnapshot;
 pub use faults::{Faults, Latency};
 pub use handler::{HandlerError, HandlerResult, RouteHandler, handler_fn, proxy_response};
+pub use settings::{FaultPatch, FaultSettings, SettingsError};
 pub use table::{DeliverySummary, VirtualDelivery};
 pub use throttle::Throttle;
 
@@ -99,6 +116,7 @@ use conn_info::ConnInfo;
 use counters::{Counters, bump};
 use events::ApiContext;
 use faults::Knobs;
+use linger::{LingeringListener, Peer};
 use table::{Conn, ConnKind, ConnTable, DeliveryStats};
 
 /// How long shutdown waits for sockets to close and `$disconnect`s to run.
@@ -136,6 +154,21 @@ impl Shared {
     }
 }
 
+/// The gateway's routes: the handshake, the management API and, on a loopback listener only,
+/// the admin endpoint.
+fn routes(shared: &Arc<Shared>) -> Router {
+    let mut routes = Router::new()
+        .route(
+            &format!("/{}", shared.config.stage),
+            get(handshake::upgrade),
+        )
+        .merge(management::routes(&shared.config.stage));
+    if shared.local_addr.ip().is_loopback() {
+        routes = routes.merge(admin::routes());
+    }
+    routes.with_state(shared.clone())
+}
+
 /// A running gateway. Dropping it stops the server and closes its sockets; [`Gateway::shutdown`]
 /// also waits for the `$disconnect`s.
 pub struct Gateway {
@@ -168,7 +201,7 @@ impl Gateway {
     }
 
     /// Like [`Gateway::start`], with `extra` routes (e.g. a dashboard at `/`) on the same
-    /// listener. They must not use `/{stage}` or `/{any}/@connections/{id}`.
+    /// listener. They must not use `/{stage}`, `/{any}/@connections/{id}` or `/_admin/...`.
     pub fn start_with_routes(
         listener: TcpListener,
         config: GatewayConfig,
@@ -192,19 +225,12 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        let app = Router::new()
-            .route(
-                &format!("/{}", shared.config.stage),
-                get(handshake::upgrade),
-            )
-            .merge(management::routes(&shared.config.stage))
-            .with_state(shared.clone())
-            .merge(extra);
+        let app = routes(&shared).merge(extra);
         let stop = shared.shutdown.clone();
         let server = tokio::spawn(async move {
             axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                LingeringListener(listener),
+                app.into_make_service_with_connect_info::<Peer>(),
             )
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
@@ -294,6 +320,11 @@ impl Gateway {
 
     pub fn set_latency(&self, latency: Latency) {
         self.shared.knobs.set_latency(latency);
+    }
+
+    /// The live throttle, latency and fault settings, as `GET /_admin/faults` shows them.
+    pub fn fault_settings(&self) -> FaultSettings {
+        self.shared.knobs.settings()
     }
 
     fn virtual_conn(&self, id: String) -> Arc<Conn> {

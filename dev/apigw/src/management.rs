@@ -26,7 +26,9 @@ pub(crate) fn routes(stage: &str) -> Router<Arc<Shared>> {
             &format!("/{stage}/@connections/{{id}}"),
             post(post_to_connection)
                 .get(get_connection)
-                .delete(delete_connection),
+                .delete(delete_connection)
+                // PUT, PATCH...: what API Gateway answers for a method it has no route for.
+                .fallback(missing_authentication_token),
         )
         // Another stage of the same API: API Gateway answers 403 for what it cannot route.
         .route("/{stage}/@connections/{id}", any(forbidden))
@@ -39,6 +41,7 @@ enum ApiError {
     PayloadTooLarge,
     LimitExceeded,
     Forbidden,
+    MissingAuthenticationToken,
     Internal,
 }
 
@@ -48,7 +51,7 @@ impl ApiError {
             Self::Gone => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::MissingAuthenticationToken => StatusCode::FORBIDDEN,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,22 +62,28 @@ impl ApiError {
             Self::PayloadTooLarge => "PayloadTooLargeException",
             Self::LimitExceeded => "LimitExceededException",
             Self::Forbidden => "ForbiddenException",
+            Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::Internal => "InternalServerErrorException",
         }
     }
 
-    fn message(self) -> &'static str {
+    /// The body's `message`; `None` for an empty body (API Gateway's 410 has none: SDKs
+    /// report its message as missing, or as the status code).
+    fn message(self) -> Option<&'static str> {
         match self {
-            Self::Gone => "The connection is not connected",
-            Self::PayloadTooLarge => "Request payload exceeds the maximum allowed size",
-            Self::LimitExceeded => "Too Many Requests",
-            Self::Forbidden => "Forbidden",
-            Self::Internal => "Internal server error",
+            Self::Gone => None,
+            Self::PayloadTooLarge => Some("Request payload exceeds the maximum allowed size"),
+            Self::LimitExceeded => Some("Too Many Requests"),
+            Self::Forbidden => Some("Forbidden"),
+            Self::MissingAuthenticationToken => Some("Missing Authentication Token"),
+            Self::Internal => Some("Internal server error"),
         }
     }
 
-    fn into_response(self, request_id: &str) -> Response {
-        let body = serde_json::json!({ "message": self.message() }).to_string();
+    fn into_response(self) -> Response {
+        let body = self.message().map_or_else(String::new, |message| {
+            serde_json::json!({ "message": message }).to_string()
+        });
         let mut response = (self.status(), body).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -85,25 +94,55 @@ impl ApiError {
             "x-amzn-errortype",
             HeaderValue::from_static(self.error_type()),
         );
-        insert_request_id(headers, request_id);
+        stamp_request_ids(headers);
+        response
+    }
+
+    /// The error for a request whose body was not read to its end: hyper cannot reuse the
+    /// connection, so the client is told so rather than finding out on its next request.
+    fn closing(self) -> Response {
+        let mut response = self.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         response
     }
 }
 
-fn insert_request_id(headers: &mut HeaderMap, request_id: &str) {
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert("x-amzn-requestid", value);
+/// The ids API Gateway puts on every answer: `x-amzn-RequestId` (`$context.requestId`, a
+/// UUID) and `x-amz-apigw-id` (`$context.extendedRequestId`, 16 base64 characters).
+fn stamp_request_ids(headers: &mut HeaderMap) {
+    for (name, id) in [
+        ("x-amzn-requestid", ids::request_uuid()),
+        ("x-amz-apigw-id", ids::random_id()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(name, value);
+        }
     }
 }
 
-fn empty(status: StatusCode, request_id: &str) -> Response {
+fn empty(status: StatusCode) -> Response {
     let mut response = status.into_response();
-    insert_request_id(response.headers_mut(), request_id);
+    stamp_request_ids(response.headers_mut());
     response
 }
 
 async fn forbidden() -> Response {
-    ApiError::Forbidden.into_response(&ids::random_id())
+    ApiError::Forbidden.into_response()
+}
+
+/// A method other than POST, GET and DELETE: 403 MissingAuthenticationTokenException, as
+/// API Gateway answers a method it has no route for. The body is read (bounded) so that the
+/// connection stays usable.
+async fn missing_authentication_token(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+) -> Response {
+    match read_limited(request, shared.config.max_payload_bytes).await {
+        Some(_) => ApiError::MissingAuthenticationToken.into_response(),
+        None => ApiError::MissingAuthenticationToken.closing(),
+    }
 }
 
 /// Reads the body up to `limit` bytes; `None` if it is larger (or cannot be read). A declared
@@ -120,7 +159,8 @@ async fn read_limited(request: Request, limit: usize) -> Option<Bytes> {
     axum::body::to_bytes(request.into_body(), limit).await.ok()
 }
 
-/// `POST /{stage}/@connections/{id}`: the body becomes one message on the socket.
+/// `POST /{stage}/@connections/{id}`: the body becomes one message on the socket. An empty
+/// body is accepted and delivered as an empty message, as API Gateway does.
 async fn post_to_connection(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -128,35 +168,49 @@ async fn post_to_connection(
 ) -> Response {
     let counters = &shared.counters;
     bump(&counters.posts_received);
-    let request_id = ids::random_id();
     shared.knobs.delay().await;
-    if !shared.knobs.admit() {
-        bump(&counters.rejected_throttled);
-        return ApiError::LimitExceeded.into_response(&request_id);
-    }
+    let admitted = shared.knobs.admit();
+    // Read even when throttled, so that a 429 leaves the connection usable.
     let Some(data) = read_limited(request, shared.config.max_payload_bytes).await else {
         bump(&counters.rejected_payload_too_large);
         debug!(connection_id = %id, "post over the payload limit");
-        return ApiError::PayloadTooLarge.into_response(&request_id);
+        return ApiError::PayloadTooLarge.closing();
     };
-    match shared.knobs.draw(shared.connections.contains(&id)) {
-        Some(InjectedFault::Error) => {
-            bump(&counters.injected_error);
-            return ApiError::Internal.into_response(&request_id);
-        }
-        Some(InjectedFault::Throttle) => {
-            bump(&counters.injected_throttle);
-            return ApiError::LimitExceeded.into_response(&request_id);
-        }
-        Some(InjectedFault::Gone) => {
-            bump(&counters.injected_gone);
-            return ApiError::Gone.into_response(&request_id);
-        }
-        None => {}
+    if !admitted {
+        bump(&counters.rejected_throttled);
+        return ApiError::LimitExceeded.into_response();
     }
+    if let Some(error) = injected_fault(&shared, &id) {
+        return error.into_response();
+    }
+    deliver(&shared, &id, data)
+}
+
+/// The fault drawn for a post to `id`, counted, as the error to answer.
+fn injected_fault(shared: &Shared, id: &str) -> Option<ApiError> {
+    let counters = &shared.counters;
+    match shared.knobs.draw(shared.connections.contains(id))? {
+        InjectedFault::Error => {
+            bump(&counters.injected_error);
+            Some(ApiError::Internal)
+        }
+        InjectedFault::Throttle => {
+            bump(&counters.injected_throttle);
+            Some(ApiError::LimitExceeded)
+        }
+        InjectedFault::Gone => {
+            bump(&counters.injected_gone);
+            Some(ApiError::Gone)
+        }
+    }
+}
+
+/// Queues the post on the connection's socket (or records it for a virtual connection).
+fn deliver(shared: &Shared, id: &str, data: Bytes) -> Response {
+    let counters = &shared.counters;
     let offer = shared
         .connections
-        .offer(&id, || match Utf8Bytes::try_from(data.clone()) {
+        .offer(id, || match Utf8Bytes::try_from(data.clone()) {
             Ok(text) => Message::Text(text),
             // API Gateway's `Data` is a blob; what is not UTF-8 cannot go out as a text frame.
             Err(_) => Message::Binary(data.clone()),
@@ -167,40 +221,39 @@ async fn post_to_connection(
             if offer == Offer::Virtual {
                 bump(&counters.posts_delivered_virtual);
             }
-            empty(StatusCode::OK, &request_id)
+            empty(StatusCode::OK)
         }
         Offer::BufferFull => {
             bump(&counters.rejected_buffer_full);
             debug!(connection_id = %id, "client buffer full");
-            ApiError::LimitExceeded.into_response(&request_id)
+            ApiError::LimitExceeded.into_response()
         }
         Offer::Gone => {
             bump(&counters.rejected_gone);
-            ApiError::Gone.into_response(&request_id)
+            ApiError::Gone.into_response()
         }
     }
 }
 
 /// Common prologue of GET and DELETE: latency, then the throttle.
-async fn admit_management_call(shared: &Shared, request_id: &str) -> Result<(), Response> {
+async fn admit_management_call(shared: &Shared) -> Result<(), Response> {
     shared.knobs.delay().await;
     if shared.knobs.admit() {
         Ok(())
     } else {
         bump(&shared.counters.management_throttled);
-        Err(ApiError::LimitExceeded.into_response(request_id))
+        Err(ApiError::LimitExceeded.into_response())
     }
 }
 
 /// `GET /{stage}/@connections/{id}`: connectedAt, identity, lastActiveAt.
 async fn get_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     bump(&shared.counters.gets);
-    let request_id = ids::random_id();
-    if let Err(response) = admit_management_call(&shared, &request_id).await {
+    if let Err(response) = admit_management_call(&shared).await {
         return response;
     }
     let Some(conn) = shared.connections.get(&id) else {
-        return ApiError::Gone.into_response(&request_id);
+        return ApiError::Gone.into_response();
     };
     let body = serde_json::json!({
         "connectedAt": events::iso8601(conn.info.connected_at_ms),
@@ -215,20 +268,19 @@ async fn get_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    insert_request_id(response.headers_mut(), &request_id);
+    stamp_request_ids(response.headers_mut());
     response
 }
 
 /// `DELETE /{stage}/@connections/{id}`: closes the socket; `$disconnect` follows.
 async fn delete_connection(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     bump(&shared.counters.deletes);
-    let request_id = ids::random_id();
-    if let Err(response) = admit_management_call(&shared, &request_id).await {
+    if let Err(response) = admit_management_call(&shared).await {
         return response;
     }
     // Removed before answering, so that a post right after the 204 gets 410.
     let Some(conn) = shared.connections.remove(&id) else {
-        return ApiError::Gone.into_response(&request_id);
+        return ApiError::Gone.into_response();
     };
     info!(connection_id = %id, "connection deleted through the management API");
     match &conn.kind {
@@ -238,7 +290,7 @@ async fn delete_connection(State(shared): State<Arc<Shared>>, Path(id): Path<Str
             shared.spawn_disconnect(conn.info.clone(), reason.code(), reason.text());
         }
     }
-    empty(StatusCode::NO_CONTENT, &request_id)
+    empty(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
@@ -247,14 +299,16 @@ mod tests {
 
     #[test]
     fn errors_carry_the_sdk_error_type() {
-        let response = ApiError::Gone.into_response("rid");
+        let response = ApiError::Gone.into_response();
         assert_eq!(response.status(), StatusCode::GONE);
         assert_eq!(response.headers()["x-amzn-ErrorType"], "GoneException");
-        assert_eq!(response.headers()["x-amzn-RequestId"], "rid");
+        let request_id = response.headers()["x-amzn-RequestId"].to_str().unwrap();
+        assert!(ids::is_request_uuid(request_id), "{request_id}");
         for (error, status) in [
             (ApiError::PayloadTooLarge, 413),
             (ApiError::LimitExceeded, 429),
             (ApiError::Forbidden, 403),
+            (ApiError::MissingAuthenticationToken, 403),
             (ApiError::Internal, 500),
         ] {
             assert_eq!(error.status().as_u16(), status);

@@ -23,7 +23,12 @@ pub(crate) enum CloseReason {
     Deleted,
     IdleTimeout,
     MaxDuration,
+    /// A frame or message over the limits.
     MessageTooBig,
+    /// A text frame (or close reason) that is not UTF-8.
+    InvalidPayload,
+    /// A frame that breaks RFC 6455 (unmasked, reserved bits, bad fragmentation...).
+    ProtocolError,
     Shutdown,
 }
 
@@ -32,6 +37,8 @@ impl CloseReason {
         match self {
             Self::Deleted => 1000,
             Self::IdleTimeout | Self::MaxDuration | Self::Shutdown => 1001,
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
             Self::MessageTooBig => 1009,
         }
     }
@@ -40,6 +47,8 @@ impl CloseReason {
         match self {
             Self::Deleted => "Connection deleted",
             Self::IdleTimeout | Self::MaxDuration | Self::Shutdown => "Going away",
+            Self::ProtocolError => "Protocol error",
+            Self::InvalidPayload => "Invalid frame payload data",
             Self::MessageTooBig => "Message too big",
         }
     }

@@ -40,6 +40,10 @@ impl TokenBucket {
         }
     }
 
+    pub(crate) fn settings(&self) -> Throttle {
+        self.settings
+    }
+
     /// Takes one token if there is one.
     pub(crate) fn try_acquire(&mut self, now: Instant) -> bool {
         let elapsed = now

@@ -1,11 +1,12 @@
-//! A socket's life after the handshake: one task that reads client messages into `$default`
-//! (or a route key) and writes posted messages, the timeouts, the close handshake and
+//! A socket's life after the handshake: one task that reads client frames, hands their
+//! messages to the connection's router ([`Inbound`]) and writes posted messages and replies;
+//! the timeouts, the close handshake (with API Gateway's codes for refused frames) and
 //! `$disconnect`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::encodings::Body;
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -13,12 +14,14 @@ use futures::SinkExt as _;
 use platform::clock::now_ms;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
-use tracing::{debug, info, warn};
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tracing::{debug, info};
 
 use super::Shared;
 use super::counters::bump;
 use super::events;
-use super::handler::HandlerResult;
+use super::inbound::Inbound;
 use super::table::{CloseReason, Conn, ConnKind, SocketLink};
 
 /// How long the server waits for the client's answer to its close frame.
@@ -32,7 +35,7 @@ const WRITE_BATCH: usize = 64;
 enum End {
     /// The client sent a close frame.
     Client { code: u16, reason: String },
-    /// The server closes: DELETE, a timeout, an oversize message, shutdown.
+    /// The server closes: DELETE, a timeout, a refused frame, shutdown.
     Server(CloseReason),
     /// The TCP connection dropped or broke without a close handshake.
     Abnormal,
@@ -50,7 +53,10 @@ pub(crate) async fn run_socket(
     let ConnKind::Socket(link) = &conn.kind else {
         return;
     };
-    let end = pump(&shared, &conn, link, &mut socket, &mut outbound).await;
+    let inbound = Inbound::start(&shared, &conn.info.id, link.outbound.clone());
+    let end = pump(&shared, &conn, link, &inbound, &mut socket, &mut outbound).await;
+    // Messages still waiting are not routed: the connection is gone.
+    drop(inbound);
     // Posts from now on get 410 (DELETE has already removed the entry).
     shared.connections.remove_exact(&conn);
     let (code, reason) = close(&mut socket, end).await;
@@ -65,6 +71,7 @@ async fn pump(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
     link: &SocketLink,
+    inbound: &Inbound,
     socket: &mut WebSocket,
     outbound: &mut mpsc::Receiver<Message>,
 ) -> End {
@@ -74,27 +81,13 @@ async fn pump(
     let idle = sleep(idle_timeout);
     tokio::pin!(max_duration, idle);
     loop {
+        // Posts and replies go out before more client frames are read: a flooding client
+        // cannot starve its own socket's writes.
         tokio::select! {
             biased;
             () = link.close.cancelled() => return End::Server(link.close_reason()),
             () = &mut max_duration => return End::Server(CloseReason::MaxDuration),
             () = &mut idle => return End::Server(CloseReason::IdleTimeout),
-            frame = socket.recv() => {
-                let message = match frame {
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => {
-                        debug!(connection_id, error = %err, "socket read failed");
-                        return End::Abnormal;
-                    }
-                    None => return End::Abnormal,
-                };
-                // Any client frame counts as activity; server posts do not.
-                idle.as_mut().reset(Instant::now() + idle_timeout);
-                conn.touch(now_ms());
-                if let Some(end) = on_client_message(shared, conn, message) {
-                    return end;
-                }
-            }
             queued = outbound.recv() => {
                 // The link in `conn` holds a sender, so the queue cannot close while we run.
                 let Some(first) = queued else { return End::Server(CloseReason::Shutdown) };
@@ -103,37 +96,102 @@ async fn pump(
                     return End::Abnormal;
                 }
             }
+            frame = socket.recv() => {
+                let message = match frame {
+                    Some(Ok(message)) => message,
+                    Some(Err(err)) => return read_failure(connection_id, &err),
+                    None => return End::Abnormal,
+                };
+                // Any client frame counts as activity; server posts do not.
+                idle.as_mut().reset(Instant::now() + idle_timeout);
+                conn.touch(now_ms());
+                if let Some(end) = on_client_message(shared, conn, inbound, socket, message).await {
+                    return end;
+                }
+            }
         }
     }
 }
 
-/// Routes a data message; a close frame or an oversize message ends the socket.
-fn on_client_message(shared: &Arc<Shared>, conn: &Arc<Conn>, message: Message) -> Option<End> {
-    let max_payload = shared.config.max_payload_bytes;
-    match message {
-        Message::Text(text) if text.len() > max_payload => {
-            Some(End::Server(CloseReason::MessageTooBig))
-        }
-        Message::Binary(data) if data.len() > max_payload => {
-            Some(End::Server(CloseReason::MessageTooBig))
-        }
-        Message::Text(text) => {
-            dispatch(shared, conn, text.as_str().to_owned(), false);
-            None
-        }
-        Message::Binary(data) => {
-            dispatch(shared, conn, STANDARD.encode(&data), true);
-            None
-        }
-        Message::Ping(_) | Message::Pong(_) => None,
+/// A read that failed: a frame API Gateway refuses closes the socket with the code it uses
+/// (RFC 6455 section 7.4.1); anything else is a broken connection.
+fn read_failure(connection_id: &str, err: &axum::Error) -> End {
+    let reason = std::error::Error::source(err)
+        .and_then(|inner| inner.downcast_ref::<WsError>())
+        .and_then(refusal_reason);
+    debug!(connection_id, error = %err, ?reason, "socket read failed");
+    reason.map_or(End::Abnormal, End::Server)
+}
+
+/// The close that answers a frame tungstenite refused; `None` for a transport failure.
+fn refusal_reason(err: &WsError) -> Option<CloseReason> {
+    match err {
+        // Over `max_frame_bytes` (read from the header, before the payload is buffered) or
+        // over `max_payload_bytes` once reassembled.
+        WsError::Capacity(_) => Some(CloseReason::MessageTooBig),
+        WsError::Utf8(_) => Some(CloseReason::InvalidPayload),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(CloseReason::ProtocolError),
+        _ => None,
+    }
+}
+
+/// Queues a data message for its route, or answers it at once when the connection's queue
+/// is full; a close frame ends the socket (`Some`), as does a failed answer.
+async fn on_client_message(
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    inbound: &Inbound,
+    socket: &mut WebSocket,
+    message: Message,
+) -> Option<End> {
+    let (body, is_base64_encoded) = match message {
+        Message::Text(text) => (text.as_str().to_owned(), false),
+        Message::Binary(data) => (STANDARD.encode(&data), true),
+        Message::Ping(_) | Message::Pong(_) => return None,
         Message::Close(frame) => {
             let (code, reason) = frame.map_or_else(
                 || (1005, "Client-side close frame status not set".to_owned()),
                 |f| (f.code, f.reason.as_str().to_owned()),
             );
-            Some(End::Client { code, reason })
+            return Some(End::Client { code, reason });
         }
+    };
+    bump(&shared.counters.messages_received);
+    let event = message_event(shared, conn, body, is_base64_encoded);
+    let Err(throttled) = inbound.offer(event, &conn.info.id) else {
+        return None;
+    };
+    bump(&shared.counters.messages_throttled);
+    // Written here, not queued: a client that floods without reading its answers stops
+    // being read (TCP back-pressure).
+    if let Err(err) = socket.send(throttled).await {
+        debug!(connection_id = %conn.info.id, error = %err, "socket write failed");
+        return Some(End::Abnormal);
     }
+    None
+}
+
+/// The `MESSAGE` event of a client message, stamped when it arrives.
+fn message_event(
+    shared: &Shared,
+    conn: &Conn,
+    body: String,
+    is_base64_encoded: bool,
+) -> ApiGatewayWebsocketProxyRequest {
+    let route_key = if is_base64_encoded {
+        events::DEFAULT_ROUTE
+    } else {
+        events::select_route(&body, &shared.config.route_keys)
+    };
+    events::message_event(
+        &shared.api,
+        &conn.info,
+        route_key,
+        body,
+        is_base64_encoded,
+        now_ms(),
+    )
 }
 
 /// Completes the close handshake; the status and reason that `$disconnect` reports.
@@ -186,61 +244,4 @@ async fn write_batch(
         }
     }
     socket.flush().await
-}
-
-/// Runs the route integration for one client message in its own task (API Gateway invokes
-/// them concurrently) and sends the response body, if any, back to the client.
-fn dispatch(shared: &Arc<Shared>, conn: &Arc<Conn>, body: String, is_base64_encoded: bool) {
-    bump(&shared.counters.messages_received);
-    let route_key = if is_base64_encoded {
-        events::DEFAULT_ROUTE
-    } else {
-        events::select_route(&body, &shared.config.route_keys)
-    };
-    let event = events::message_event(
-        &shared.api,
-        &conn.info,
-        route_key,
-        body,
-        is_base64_encoded,
-        now_ms(),
-    );
-    let ConnKind::Socket(link) = &conn.kind else {
-        return;
-    };
-    let reply_to = link.outbound.clone();
-    let shared = shared.clone();
-    let connection_id = conn.info.id.clone();
-    shared.tasks.clone().spawn(async move {
-        let request_id = event.request_context.request_id.clone().unwrap_or_default();
-        let result = shared.handler.handle(event).await;
-        let Some(reply) = reply(result, &connection_id, &request_id) else {
-            return;
-        };
-        // Waits for room rather than dropping a reply; fails only once the socket is gone.
-        if reply_to.send(reply).await.is_err() {
-            debug!(%connection_id, "reply dropped: socket closed");
-        }
-    });
-}
-
-/// What the client gets from a message route: the response body, if any; API Gateway's
-/// error message if the integration failed.
-fn reply(result: HandlerResult, connection_id: &str, request_id: &str) -> Option<Message> {
-    match result {
-        Ok(response) => match response.body {
-            Some(Body::Text(text)) if !text.is_empty() => Some(Message::Text(text.into())),
-            Some(Body::Binary(bytes)) if !bytes.is_empty() => Some(Message::Binary(bytes.into())),
-            _ => None,
-        },
-        Err(err) => {
-            warn!(%connection_id, error = %err, "message handler failed");
-            let body = serde_json::json!({
-                "message": "Internal server error",
-                "connectionId": connection_id,
-                "requestId": request_id,
-            });
-            Some(Message::Text(body.to_string().into()))
-        }
-    }
 }

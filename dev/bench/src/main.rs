@@ -11,10 +11,13 @@
 //!   tells a bound of the machine from one of the design;
 //! - `e2e`: ours from the metrics-table write (stream poller, processor paging moto's GSI);
 //! - `sockets`: ours from the write to real WebSocket clients;
+//! - `pingburst`: one broadcast to real sockets timed quiet and while 2 more sockets each
+//!   send 5,000 pings as fast as they can: what one client's burst costs the others;
 //! - `baseline`: the seed's function (Scan, post to all at once, no retry of its own, delete on
 //!   410), once per `--baseline-sockets` value.
 //!
-//! Modules: [`fixture`] (setup), [`scenarios`] and [`sockets`] (what is run), [`baseline`]
+//! Modules: [`fixture`] (setup), [`scenarios`], [`sockets`] and [`pingburst`] (what is run),
+//! [`baseline`]
 //! (the seed's design), [`measure`] (figures), [`report`] and [`svg`] (output), [`progress`].
 
 mod baseline;
@@ -22,6 +25,7 @@ mod fixture;
 #[cfg(test)]
 mod golden;
 mod measure;
+mod pingburst;
 mod progress;
 mod report;
 mod scenarios;
@@ -49,6 +53,7 @@ pub enum Scenario {
     Capacity,
     E2e,
     Sockets,
+    Pingburst,
 }
 
 impl Scenario {
@@ -59,6 +64,7 @@ impl Scenario {
             Self::Capacity,
             Self::E2e,
             Self::Sockets,
+            Self::Pingburst,
             // Last: its 100k tasks leave the allocator holding memory that would otherwise
             // count in the next scenarios' peak.
             Self::Baseline,
@@ -86,6 +92,9 @@ pub struct BenchArgs {
     /// Real WebSocket clients of the sockets scenario [default: 5000, 1000 with --quick].
     #[arg(long)]
     pub sockets: Option<usize>,
+    /// Real WebSocket clients of the pingburst scenario [default: 1000, 200 with --quick].
+    #[arg(long)]
+    pub pingburst_sockets: Option<usize>,
     /// The account throttle R, PostToConnection calls per second.
     #[arg(long, default_value_t = 10_000.0)]
     pub rate: f64,
@@ -152,6 +161,7 @@ pub struct Settings {
     pub quick: bool,
     pub connections: usize,
     pub sockets: usize,
+    pub pingburst_sockets: usize,
     pub rate: f64,
     pub burst: u32,
     pub latency_ms: u64,
@@ -171,10 +181,10 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_args(args: &BenchArgs) -> anyhow::Result<Self> {
-        let (connections, sockets) = if args.quick {
-            (10_000, 1_000)
+        let (connections, sockets, pingburst_sockets) = if args.quick {
+            (10_000, 1_000, 200)
         } else {
-            (100_000, 5_000)
+            (100_000, 5_000, 1_000)
         };
         let faults = Faults {
             gone_rate: 0.0,
@@ -198,6 +208,7 @@ impl Settings {
             quick: args.quick,
             connections: args.connections.unwrap_or(connections).max(1),
             sockets: args.sockets.unwrap_or(sockets).max(1),
+            pingburst_sockets: args.pingburst_sockets.unwrap_or(pingburst_sockets).max(1),
             rate: args.rate,
             burst: args.burst,
             latency_ms: args.latency_ms,
@@ -390,5 +401,9 @@ async fn run_scenario(bench: &Bench, scenario: Scenario) -> Vec<anyhow::Result<S
         }
         Scenario::E2e => vec![bench.end_to_end().await],
         Scenario::Sockets => vec![bench.sockets().await],
+        Scenario::Pingburst => match bench.pingburst().await {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        },
     }
 }

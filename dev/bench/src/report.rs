@@ -343,8 +343,10 @@ fn cost_table(out: &mut String, report: &BenchReport) {
     );
 }
 
-/// Ours against each seed run, what failed, and how long the whole run took.
+/// Ours against each seed run, the ping burst's cost, what failed, and how long the whole run
+/// took.
 fn verdicts(out: &mut String, report: &BenchReport) {
+    pingburst_verdict(out, &report.scenarios);
     for c in &report.comparison {
         let _ = writeln!(
             out,
@@ -360,6 +362,31 @@ fn verdicts(out: &mut String, report: &BenchReport) {
         let _ = writeln!(out, "FAILED: {failed}");
     }
     let _ = writeln!(out, "total run time: {:.0} s", report.total_s);
+}
+
+/// The pingburst scenario's ratio and what the burst got back, when it ran.
+fn pingburst_verdict(out: &mut String, scenarios: &[ScenarioResult]) {
+    let Some(d) = scenarios
+        .iter()
+        .find(|s| s.key == "pingburst")
+        .map(|s| &s.details)
+    else {
+        return;
+    };
+    let burst = &d["burst"];
+    let _ = writeln!(
+        out,
+        "pingburst: broadcast under the burst / quiet = x{} ({} s vs {} s); the burst's {} pings got \
+         {} PONG, {} Too Many Requests, {} errors, {} unanswered",
+        opt(d["ratio"].as_f64(), 2),
+        opt(d["burst_s"].as_f64(), 2),
+        opt(d["quiet_s"].as_f64(), 2),
+        burst["sent"],
+        burst["pongs"],
+        burst["throttled"],
+        burst["errors"],
+        burst["unanswered"],
+    );
 }
 
 /// `bench.svg`: deliveries per second over the whole run and over ours' first seconds, and
@@ -476,6 +503,7 @@ mod tests {
             quick: false,
             connections: N,
             sockets: 100,
+            pingburst_sockets: 50,
             rate: RATE,
             burst: 500,
             latency_ms: 20,

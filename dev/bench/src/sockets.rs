@@ -2,8 +2,8 @@
 //! `$connect` writes its row through moto, ~450/s: setup, not timed), then one metrics-table
 //! write; the clock runs from the write to the last client's receipt of the update.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -23,38 +23,85 @@ use super::scenarios::{FROM_WRITE, put_metric};
 /// Handshakes in flight while connecting (API Gateway limits new connections too).
 const CONNECT_CONCURRENCY: usize = 32;
 
-/// What each client has received, written by its reader task.
-struct Inbox {
-    messages: Vec<AtomicU64>,
-    first: Vec<OnceLock<Instant>>,
-    reached: AtomicUsize,
+/// What each client has received, written by its reader task: the arrival of each of its
+/// METRICS_UPDATE messages. A broadcast is measured from a [`Mark`] taken before it.
+pub(crate) struct Inbox {
+    arrivals: Vec<Mutex<Vec<Instant>>>,
 }
 
+/// Every client's message count at one instant.
+pub(crate) struct Mark(Vec<usize>);
+
 impl Inbox {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Self {
-            messages: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            first: (0..n).map(|_| OnceLock::new()).collect(),
-            reached: AtomicUsize::new(0),
+            arrivals: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
     fn record(&self, client: usize) {
-        let now = Instant::now();
-        self.messages[client].fetch_add(1, Ordering::Relaxed);
-        if self.first[client].set(now).is_ok() {
-            self.reached.fetch_add(1, Ordering::Relaxed);
-        }
+        self.arrivals[client]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Instant::now());
     }
 
-    fn received(&self) -> impl Iterator<Item = Received> + '_ {
-        self.messages
+    fn counts(&self) -> Vec<usize> {
+        self.arrivals
             .iter()
-            .zip(&self.first)
-            .map(|(messages, first)| Received {
-                messages: messages.load(Ordering::Relaxed),
-                first: first.get().copied(),
+            .map(|a| a.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .collect()
+    }
+
+    /// The counts the next broadcast is measured from.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark(self.counts())
+    }
+
+    /// Clients that have received a message since `mark`.
+    pub(crate) fn reached_since(&self, mark: &Mark) -> usize {
+        self.counts()
+            .iter()
+            .zip(&mark.0)
+            .filter(|(now, then)| now > then)
+            .count()
+    }
+
+    /// Per client: its messages since `mark`, and the first one's arrival.
+    pub(crate) fn received_since(&self, mark: &Mark) -> Vec<Received> {
+        self.arrivals
+            .iter()
+            .zip(&mark.0)
+            .map(|(arrivals, &then)| {
+                let arrivals = arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+                Received {
+                    messages: arrivals.len().saturating_sub(then) as u64,
+                    first: arrivals.get(then).copied(),
+                }
             })
+            .collect()
+    }
+}
+
+/// Waits until every client has received a message since `mark`, or `deadline`, with a
+/// progress line. Returns whether all were reached.
+pub(crate) async fn wait_for_broadcast(
+    inbox: &Inbox,
+    mark: &Mark,
+    label: &str,
+    deadline: Instant,
+) -> bool {
+    let n = inbox.arrivals.len();
+    let mut progress = Progress::new(label, n as u64);
+    loop {
+        let reached = inbox.reached_since(mark);
+        progress.update(reached as u64);
+        if reached >= n || Instant::now() >= deadline {
+            let all = reached >= n;
+            progress.finish(reached as u64, if all { "done" } else { "TIMED OUT" });
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -91,29 +138,18 @@ impl Bench {
         let readers = connect_all(&stack.ws_url(), n, &inbox).await?;
         let setup_s = setup.elapsed().as_secs_f64();
 
+        let mark = inbox.mark();
         let meter = UsageMeter::start(self.settings.moto_pid)?;
         let start = Instant::now();
         put_metric(&stack).await?;
-        let mut progress = Progress::new(&title, n as u64);
         let deadline = start + Duration::from_secs(self.settings.timeout_s);
-        let all = loop {
-            let reached = inbox.reached.load(Ordering::Relaxed);
-            progress.update(reached as u64);
-            if reached >= n || Instant::now() >= deadline {
-                progress.finish(
-                    reached as u64,
-                    if reached >= n { "done" } else { "TIMED OUT" },
-                );
-                break reached >= n;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let all = wait_for_broadcast(&inbox, &mark, &title, deadline).await;
         let usage = meter.finish()?;
         // Late duplicates would show within the fan-out's settling time.
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         let measured = Measured {
-            outcome: Outcome::of(start, 1, inbox.received()),
+            outcome: Outcome::of(start, 1, inbox.received_since(&mark)),
             parts: 1,
             timed_out: !all,
             gateway: stack.gateway.counters(),
@@ -142,7 +178,11 @@ impl Bench {
 }
 
 /// Connects `n` clients; their readers run in the returned set (dropping it closes them).
-async fn connect_all(url: &str, n: usize, inbox: &Arc<Inbox>) -> anyhow::Result<JoinSet<()>> {
+pub(crate) async fn connect_all(
+    url: &str,
+    n: usize,
+    inbox: &Arc<Inbox>,
+) -> anyhow::Result<JoinSet<()>> {
     let mut progress = Progress::new("setup: connecting sockets", n as u64);
     let mut readers = JoinSet::new();
     let mut handshakes = futures::stream::iter(0..n)

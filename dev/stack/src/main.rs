@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use apigw::{FaultPatch, FaultSettings, GatewayConfig};
 use authorizer::mint::{MintRequest, mint_hs256, now_epoch_secs, parse_ttl};
 use clap::{Parser, Subcommand};
 use registry::Buckets;
@@ -109,6 +110,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         config.simulator = None;
     }
     config.auth = auth_from_env()?;
+    let faults = faults_from_env(&mut config.gateway)?;
     let stack = Stack::start(&sdk, config)
         .await
         .with_context(|| format!("starting the local stack against {endpoint}"))?;
@@ -122,12 +124,30 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     );
     println!("ready: {}", stack.ws_url());
     println!("dashboard: {}", stack.page_url());
+    println!(
+        "fault injection: {}_admin/faults ({})",
+        stack.page_url(),
+        serde_json::to_string(&faults)?
+    );
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
     tracing::info!("stopping");
     stack.shutdown().await;
     Ok(())
+}
+
+/// The management API's knobs from `LOCAL_POST_RATE`, `LOCAL_POST_BURST`, `LOCAL_LATENCY_MS`,
+/// `LOCAL_JITTER_MS`, `LOCAL_FAULT_429`, `LOCAL_FAULT_5XX` and `LOCAL_FAULT_410`, over the
+/// gateway's defaults (all off); they can be changed later through `/_admin/faults`.
+fn faults_from_env(gateway: &mut GatewayConfig) -> anyhow::Result<FaultSettings> {
+    let patch = FaultPatch::from_env(|name| std::env::var(name).ok())?;
+    let settings = FaultSettings::of(gateway).patched(&patch)?;
+    gateway.throttle = settings.throttle();
+    gateway.latency = settings.latency();
+    gateway.faults = settings.faults();
+    // Read back: a rate without a burst shows the burst it got.
+    Ok(FaultSettings::of(gateway))
 }
 
 /// `AUTH_MODE=jwt` (with `AUTH_JWT_SECRET` or `AUTH_JWKS_URL`) turns the authorizer on, as
