@@ -91,6 +91,8 @@ const fanout = rustFunction(settings, {
         allow("RequeueFanoutJobs", ["sqs:SendMessage"], [queues.fanout.arn]),
         // Gone connections are deleted in batches (Registry::remove_many -> BatchWriteItem), never one by one.
         allow("DeleteGoneConnections", ["dynamodb:BatchWriteItem"], [table.arn]),
+        // The subjects of connections it gives up on, for its log lines (Registry::subjects).
+        allow("ReadSubjects", ["dynamodb:BatchGetItem"], [table.arn]),
         allow("PostToConnections", ["execute-api:ManageConnections"], ws.manageConnectionsArns),
     ],
 });

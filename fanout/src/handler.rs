@@ -128,14 +128,28 @@ impl<P: Poster> Fanout<P> {
         if gone.is_empty() {
             return;
         }
+        // Read before the delete: the rows are what still knows who the connections were.
+        let connections = self.with_subjects(&gone).await;
         match self.registry.remove_many(&gone).await {
             Ok(()) => {
-                tracing::info!(count = gone.len(), connection_ids = ?gone, "removed gone connections")
+                tracing::info!(count = gone.len(), ?connections, "removed gone connections")
             }
             Err(error) => {
-                tracing::error!(%error, connection_ids = ?gone, "could not remove gone connections")
+                tracing::error!(%error, ?connections, "could not remove gone connections")
             }
         }
+    }
+
+    /// `(connection id, subject)` pairs for a log line ("" where none is known); a failed read
+    /// costs the subjects, not the line.
+    async fn with_subjects(&self, ids: &[String]) -> Vec<(String, String)> {
+        let subjects = self.registry.subjects(ids).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not read the subjects of connections for the log");
+            Default::default()
+        });
+        ids.iter()
+            .map(|id| (id.clone(), subjects.get(id).cloned().unwrap_or_default()))
+            .collect()
     }
 
     /// Accounts for one job and requeues what is left of it. Returns false when the message
@@ -155,13 +169,14 @@ impl<P: Poster> Fanout<P> {
             return true;
         }
         if !self.policy.may_requeue(job.attempt) {
-            let ids: Vec<&str> = result
+            let ids: Vec<String> = result
                 .retry_later
                 .iter()
-                .map(|(id, _)| id.as_str())
+                .map(|(id, _)| id.clone())
                 .collect();
             report.failed += ids.len() as u64;
-            tracing::error!(broadcast_id = %job.broadcast_id, attempt = job.attempt, connection_ids = ?ids, "delivery given up after the last attempt");
+            let connections = self.with_subjects(&ids).await;
+            tracing::error!(broadcast_id = %job.broadcast_id, attempt = job.attempt, ?connections, "delivery given up after the last attempt");
             return true;
         }
         self.requeue(job, &result.retry_later, report).await

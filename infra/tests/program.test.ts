@@ -262,6 +262,7 @@ describe("IAM", () => {
             "sqs:SendMessage": [sqsArn(FANOUT_QUEUE)],
             // Gone connections go in BatchWriteItem deletes (Registry::remove_many), never DeleteItem.
             "dynamodb:BatchWriteItem": [TABLE_ARN],
+            "dynamodb:BatchGetItem": [TABLE_ARN],
             // PostToConnection only: nothing calls DeleteConnection.
             "execute-api:ManageConnections": [`${EXECUTION_ARN}/prod/POST/@connections/*`],
         },

@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest,
+    ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use platform::Backoff;
@@ -19,6 +20,8 @@ use crate::sampler::LogSampler;
 
 /// DynamoDB's BatchWriteItem limit.
 pub const BATCH_WRITE_LIMIT: usize = 25;
+/// DynamoDB's BatchGetItem limit.
+const BATCH_GET_LIMIT: usize = 100;
 /// Attempts at a batch's unprocessed items before giving up (DynamoDB returns them when a
 /// partition is throttled; the SDK does not retry them).
 const BATCH_ATTEMPTS: u32 = 8;
@@ -154,6 +157,81 @@ impl Registry {
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<()>()
             .await
+    }
+
+    /// The subjects of `connection_ids` (those with a row and a subject), read with
+    /// BatchGetItem 100 keys at a time; for log lines about connections fan-out gives up on.
+    pub async fn subjects(
+        &self,
+        connection_ids: &[String],
+    ) -> Result<HashMap<String, String>, RegistryError> {
+        let mut unique: Vec<&String> = connection_ids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut subjects = HashMap::new();
+        for chunk in unique.chunks(BATCH_GET_LIMIT) {
+            for mut item in self.get_batch(chunk).await? {
+                if let (Some(AttributeValue::S(id)), Some(AttributeValue::S(subject))) =
+                    (item.remove("connectionId"), item.remove("subject"))
+                {
+                    subjects.insert(id, subject);
+                }
+            }
+        }
+        Ok(subjects)
+    }
+
+    async fn get_batch(
+        &self,
+        ids: &[&String],
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, RegistryError> {
+        let keys = ids
+            .iter()
+            .map(|id| {
+                HashMap::from([("connectionId".to_owned(), AttributeValue::S((*id).clone()))])
+            })
+            .collect();
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("connectionId, subject")
+                .build()
+                .expect("keys are set"),
+        );
+        let mut items = Vec::new();
+        for attempt in 0..BATCH_ATTEMPTS {
+            let Some(pending) = request.take() else {
+                return Ok(items);
+            };
+            if attempt > 0 {
+                tokio::time::sleep(UNPROCESSED_BACKOFF.delay(attempt)).await;
+            }
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.config.table_name, pending)
+                .send()
+                .await
+                .map_err(|e| self.dynamo("BatchGetItem", e))?;
+            let table = &self.config.table_name;
+            items.extend(
+                output
+                    .responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default(),
+            );
+            request = output
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys.is_empty());
+        }
+        match request {
+            None => Ok(items),
+            Some(left) => Err(RegistryError::Unprocessed {
+                table: self.config.table_name.clone(),
+                count: left.keys.len(),
+            }),
+        }
     }
 
     async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<(), RegistryError> {

@@ -374,3 +374,35 @@ async fn a_bucket_change_still_pages_rows_written_under_the_old_count() {
     assert_eq!(ids.len(), 31);
     assert!(ids.contains("fresh=") && old_ids.iter().all(|id| ids.contains(id)));
 }
+
+#[tokio::test]
+async fn subjects_are_read_in_batches_for_the_rows_that_have_one() {
+    let registry = fresh_registry(1).await;
+    let ids: Vec<String> = (0..150).map(|i| format!("Subj{i:011}A=")).collect();
+    let rows: Vec<Connection> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let identity = (i % 3 != 0).then(|| registry::identity::Identity {
+                subject: format!("user-{i}"),
+                entity_types: None,
+            });
+            Connection::new(id.clone(), 1, None, None, Buckets::SEED, 3600).with_identity(identity)
+        })
+        .collect();
+    registry.register_many(&rows).await.unwrap();
+    let mut asked = ids.clone();
+    asked.push("NoSuchRow000001=".to_owned());
+    asked.push(ids[1].clone()); // a repeated id is read once
+
+    let subjects = registry.subjects(&asked).await.unwrap();
+    assert_eq!(
+        subjects.len(),
+        100,
+        "the 100 rows with a subject, over two batches"
+    );
+    assert_eq!(subjects[&ids[1]], "user-1");
+    assert_eq!(subjects[&ids[149]], "user-149");
+    assert!(!subjects.contains_key(&ids[0]), "a row without a subject");
+    assert!(registry.subjects(&[]).await.unwrap().is_empty());
+}
