@@ -6,7 +6,6 @@
 //! Cases per property: `PROPTEST_CASES` (256 unless set; `make fuzz` sets it high).
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 
 use authorizer::token::{extract, looks_like_jwt, offered_protocols};
 use authorizer::verify::{ClaimRules, Rejection, VerifyError, VerifyingKey, claimed_subject};
@@ -16,30 +15,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use platform::properties::check;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value, json};
 
 const SECRET: &[u8] = b"property-test-secret-0123456789abcdef";
-
-/// Runs `test` over `Config::default().cases` inputs (it reads `PROPTEST_CASES`); a failure
-/// (or a panic inside `test`) fails with the shrunk input. Prints the case count for `make fuzz`.
-fn check<S>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S: Strategy,
-    S::Value: Debug,
-{
-    // No regression files: a failure prints its shrunk input, to be pinned in a unit test.
-    let config = Config {
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let cases = config.cases;
-    if let Err(failure) = TestRunner::new(config).run(&strategy, test) {
-        panic!("property {name} failed: {failure}");
-    }
-    eprintln!("property {name}: {cases} cases");
-}
 
 fn now() -> i64 {
     i64::try_from(authorizer::mint::now_epoch_secs()).unwrap()

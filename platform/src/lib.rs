@@ -16,6 +16,8 @@ pub mod env;
 pub mod function;
 pub mod hash;
 pub mod pack;
+#[cfg(feature = "properties")]
+pub mod properties;
 pub mod telemetry;
 
 pub use backoff::Backoff;

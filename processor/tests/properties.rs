@@ -10,37 +10,18 @@
 //! Cases per property: `PROPTEST_CASES` (256 unless set; `make fuzz` sets it high).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Debug;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use platform::properties::check;
 use processor::update::{ConversionError, EventType, Update, convert, keys_of};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-
-/// Runs `test` over `Config::default().cases` inputs (it reads `PROPTEST_CASES`); a failure
-/// (or a panic inside `test`) fails with the shrunk input. Prints the case count for `make fuzz`.
-fn check<S>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S: Strategy,
-    S::Value: Debug,
-{
-    // No regression files: a failure prints its shrunk input, to be pinned in a unit test.
-    let config = Config {
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let cases = config.cases;
-    if let Err(failure) = TestRunner::new(config).run(&strategy, test) {
-        panic!("property {name} failed: {failure}");
-    }
-    eprintln!("property {name}: {cases} cases");
-}
 
 // ---- numbers ----
 

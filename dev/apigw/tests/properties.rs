@@ -8,7 +8,7 @@
 //! 2,000 here: each case is a real handshake or message.
 
 use std::collections::HashMap;
-use std::fmt::{Debug, Write as _};
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,8 +17,9 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::{SinkExt as _, StreamExt as _};
+use platform::properties::check_at_most;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -32,26 +33,6 @@ const WAIT: Duration = Duration::from_secs(5);
 /// Each case costs a socket round trip; more would only exhaust ephemeral ports.
 const MAX_CASES: u32 = 2_000;
 const ROUTE_KEYS: [&str; 2] = ["ping", "subscribe"];
-
-/// Runs `test` over `PROPTEST_CASES` inputs (at most [`MAX_CASES`]); a failure (or a panic
-/// inside `test`) fails with the shrunk input. Prints the case count for `make fuzz`.
-fn check<S>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S: Strategy,
-    S::Value: Debug,
-{
-    // No regression files: a failure prints its shrunk input, to be pinned in a unit test.
-    let mut config = Config {
-        failure_persistence: None,
-        ..Config::default()
-    };
-    config.cases = config.cases.min(MAX_CASES);
-    let cases = config.cases;
-    if let Err(failure) = TestRunner::new(config).run(&strategy, test) {
-        panic!("property {name} failed: {failure}");
-    }
-    eprintln!("property {name}: {cases} cases");
-}
 
 /// A gateway whose `$connect` and authorizer report their events, and whose message routes
 /// answer `{route}:{body}`.
@@ -221,8 +202,9 @@ fn component() -> impl Strategy<Value = (Vec<u8>, String)> {
 fn encoded_query_parameters_arrive_decoded_in_both_maps() {
     let harness = Harness::start();
     let pair = (component(), component(), any::<bool>(), any::<bool>());
-    check(
+    check_at_most(
         "apigw::query_round_trip",
+        MAX_CASES,
         prop::collection::vec(pair, 0..5),
         |pairs| {
             let mut segments = Vec::new();
@@ -261,7 +243,7 @@ fn any_query_string_completes_the_handshake_with_consistent_maps() {
         "(%[0-9a-fA-F]{2}|%[g-z]?|[a-z=&])*",
         "(%[89a-fA-F][0-9a-fA-F]|[&=])*", // bytes that are not UTF-8 on their own
     ];
-    check("apigw::query_any", query, |query| {
+    check_at_most("apigw::query_any", MAX_CASES, query, |query| {
         let Some(seen) = harness.handshake(&query)? else {
             return Err(TestCaseError::reject("not a URL the client sends"));
         };
@@ -333,34 +315,39 @@ fn every_message_reaches_the_route_its_action_names_else_default() {
         4 => body().prop_map(|b| (b, false)),
         1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| (STANDARD.encode(&b), true)),
     ];
-    check("apigw::route_selection", frame, |(body, binary)| {
-        let mut socket = socket.lock().unwrap();
-        let expected = if binary {
-            format!("$default:{body}")
-        } else {
-            format!("{}:{body}", expected_route(&body))
-        };
-        let message = if binary {
-            Message::binary(STANDARD.decode(&body).unwrap())
-        } else {
-            Message::text(body.clone())
-        };
-        let reply = harness.runtime.block_on(async {
-            socket
-                .send(message)
-                .await
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            loop {
-                match tokio::time::timeout(WAIT, socket.next()).await {
-                    Ok(Some(Ok(Message::Text(text)))) => return Ok(text.as_str().to_owned()),
-                    Ok(Some(Ok(_))) => {}
-                    other => {
-                        return Err(TestCaseError::fail(format!("no reply: {other:?}")));
+    check_at_most(
+        "apigw::route_selection",
+        MAX_CASES,
+        frame,
+        |(body, binary)| {
+            let mut socket = socket.lock().unwrap();
+            let expected = if binary {
+                format!("$default:{body}")
+            } else {
+                format!("{}:{body}", expected_route(&body))
+            };
+            let message = if binary {
+                Message::binary(STANDARD.decode(&body).unwrap())
+            } else {
+                Message::text(body.clone())
+            };
+            let reply = harness.runtime.block_on(async {
+                socket
+                    .send(message)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                loop {
+                    match tokio::time::timeout(WAIT, socket.next()).await {
+                        Ok(Some(Ok(Message::Text(text)))) => return Ok(text.as_str().to_owned()),
+                        Ok(Some(Ok(_))) => {}
+                        other => {
+                            return Err(TestCaseError::fail(format!("no reply: {other:?}")));
+                        }
                     }
                 }
-            }
-        })?;
-        prop_assert_eq!(reply, expected);
-        Ok(())
-    });
+            })?;
+            prop_assert_eq!(reply, expected);
+            Ok(())
+        },
+    );
 }

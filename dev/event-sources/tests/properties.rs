@@ -6,7 +6,6 @@
 //! Cases per property: `PROPTEST_CASES` (256 unless set; `make fuzz` sets it high).
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_sdk_dynamodbstreams::primitives::{Blob, DateTime};
@@ -14,31 +13,13 @@ use aws_sdk_dynamodbstreams::types::{
     AttributeValue, OperationType, Record, StreamRecord, StreamViewType,
 };
 use event_sources::streams::lambda_record;
+use platform::properties::check;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::json;
 
 const ARN: &str =
     "arn:aws:dynamodb:us-east-1:123456789012:table/metrics/stream/2026-01-01T00:00:00.000";
-
-/// Runs `test` over `Config::default().cases` inputs (it reads `PROPTEST_CASES`); a failure
-/// (or a panic inside `test`) fails with the shrunk input. Prints the case count for `make fuzz`.
-fn check<S>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S: Strategy,
-    S::Value: Debug,
-{
-    // No regression files: a failure prints its shrunk input, to be pinned in a unit test.
-    let config = Config {
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let cases = config.cases;
-    if let Err(failure) = TestRunner::new(config).run(&strategy, test) {
-        panic!("property {name} failed: {failure}");
-    }
-    eprintln!("property {name}: {cases} cases");
-}
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..24)
