@@ -43,8 +43,8 @@ pub async fn connect(
     let Some(connection_id) = connection_id(event) else {
         return response(400, None);
     };
-    let subject = subject_of(event);
     let connection = new_row(connection_id, event, registry.config());
+    let subject = connection.subject.as_deref().unwrap_or_default();
     match registry.register(&connection).await {
         Ok(()) => {
             info!(connection_id, subject, partition = %connection.connected, "connected");
