@@ -3,7 +3,6 @@
 //!
 //! Cases per property: `PROPTEST_CASES` (256 unless set; `make fuzz` sets it high).
 
-
 use jobs::{FanoutJob, JobError, job::VERSION};
 use platform::properties::check;
 use proptest::prelude::*;

@@ -4,7 +4,6 @@
 //!
 //! Cases per property: `PROPTEST_CASES` (256 unless set; `make fuzz` sets it high).
 
-
 use platform::properties::check;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
