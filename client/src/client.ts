@@ -29,6 +29,7 @@ import {
   snapshotMessage,
   subscribeMessage,
   type Action,
+  type PartRef,
   type ServerMessage,
 } from './protocol.js';
 import { Receiver, type Received } from './receiver.js';
@@ -108,8 +109,11 @@ export interface ClientEvents {
   state: StateChange;
   upsert: { entity: Entity; previous: Entity | undefined; source: ChangeSource };
   remove: { entity: Entity; source: ChangeSource };
-  /** Every change one message (or a filter change) made, after its upsert/remove events. */
-  batch: { changes: readonly Change[]; source: ChangeSource; snapshotComplete: boolean };
+  /**
+   * Every change one message (or a filter change) made, after its upsert/remove events; `ref`:
+   * the message's broadcast (or snapshot) `id`, `part` and `parts`, null when it had none.
+   */
+  batch: { changes: readonly Change[]; source: ChangeSource; snapshotComplete: boolean; ref: PartRef | null };
   /** A new stream replaced the previous one: ordering state was reset, values kept. */
   stream: { from: string; to: string };
   /** What the server supports on this connection changed. */
@@ -239,7 +243,7 @@ export class MetricsClient {
     this.filter = copyFilter(filter);
     const changes = this.store.retain((id, data) => matchesFilter(this.filter, id, data));
     if (this.current === 'open') this.requestSubscription();
-    this.publish({ changes, streamReset: null, snapshotComplete: false }, 'filter');
+    this.publish({ changes, streamReset: null, snapshotComplete: false, ref: null }, 'filter');
   }
 
   // ---------------------------------------------------------------- connecting
@@ -492,7 +496,8 @@ export class MetricsClient {
       else this.events.emit('remove', { entity: change.entity, source });
     }
     if (received.changes.length > 0 || received.snapshotComplete) {
-      this.events.emit('batch', { changes: received.changes, source, snapshotComplete: received.snapshotComplete });
+      const { changes, snapshotComplete, ref } = received;
+      this.events.emit('batch', { changes, source, snapshotComplete, ref });
     }
   }
 }

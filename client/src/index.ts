@@ -19,7 +19,7 @@ export type { Filter } from './filter.js';
 export type { BackoffOptions } from './backoff.js';
 export type { Capabilities, Support } from './requests.js';
 export type { ClientStats } from './stats.js';
-export type { Action, EventType } from './protocol.js';
+export type { Action, EventType, PartRef } from './protocol.js';
 export type {
   Clock,
   CloseEventLike,

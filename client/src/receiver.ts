@@ -23,6 +23,8 @@ export interface Received {
   streamReset: { from: string; to: string } | null;
   /** Set when this message completed a snapshot. */
   snapshotComplete: boolean;
+  /** The message's `id`/`part`/`parts`; null for the seed's messages (and filter changes). */
+  ref: PartRef | null;
 }
 
 type MetricsUpdate = Extract<ServerMessage, { type: 'METRICS_UPDATE' }>;
@@ -71,7 +73,7 @@ export class Receiver {
     if (streamReset === false) return null;
     const changes: Change[] = [];
     for (const raw of message.updates) this.applyOne(parseUpdate(raw), changes);
-    return { changes, streamReset, snapshotComplete: false };
+    return { changes, streamReset, snapshotComplete: false, ref: message.ref };
   }
 
   /**
@@ -96,7 +98,7 @@ export class Receiver {
       this.stats.snapshotsCompleted++;
       if (assembly.mark !== null) changes.push(...this.store.pruneUnchangedSince(assembly.mark, assembly.ids));
     }
-    return { changes, streamReset, snapshotComplete };
+    return { changes, streamReset, snapshotComplete, ref: message.ref };
   }
 
   /**

@@ -4,6 +4,35 @@ import { describe, it } from 'node:test';
 import { Backoff } from '../src/backoff.js';
 import { scriptedRandom } from './fakes.js';
 
+/** A seeded uniform [0, 1) source (mulberry32), so that a crowd's draws are reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The most delays that fall in any 1-second window (sliding, not aligned to whole seconds). */
+function peakPerSecond(delays: number[]): number {
+  const sorted = [...delays].sort((a, b) => a - b);
+  let peak = 0;
+  for (let lo = 0, hi = 0; hi < sorted.length; hi++) {
+    while ((sorted[hi] as number) - (sorted[lo] as number) >= 1000) lo++;
+    peak = Math.max(peak, hi - lo + 1);
+  }
+  return peak;
+}
+
+/** The first retry delay of each of `n` clients that lost the same server at the same moment. */
+function firstRetries(n: number, options: ConstructorParameters<typeof Backoff>[0], seed: number): number[] {
+  const random = seeded(seed);
+  return Array.from({ length: n }, () => new Backoff(options, random).nextDelayMs());
+}
+
 describe('Backoff', () => {
   it('doubles the window from the base up to the cap', () => {
     const backoff = new Backoff({ baseMs: 1000, capMs: 30_000 }, () => 0);
@@ -46,6 +75,25 @@ describe('Backoff', () => {
     backoff.connectionEnded(5000);
     assert.equal(backoff.attempt, 0);
     assert.equal(backoff.nextDelayMs(), 500); // window 1000
+  });
+
+  it('defaults to a 4 s first window doubling to a 30 s cap, reset after 5 s open', () => {
+    const backoff = new Backoff({}, () => 0.5);
+    assert.deepEqual([0, 1, 2, 3, 4].map((n) => backoff.windowMs(n)), [4000, 8000, 16_000, 30_000, 30_000]);
+    assert.equal(backoff.stableAfterMs, 5000);
+  });
+
+  it('spreads 1,000 clients that lose the server at once under 500 new connections/s by default', () => {
+    // API Gateway's quota: 500 new connections per second per account and Region. With the
+    // defaults, 1,000 first retries come at about 250/s; a 1 s window (the old default) would
+    // bring about 1,000 in one second.
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const delays = firstRetries(1000, {}, seed);
+      assert.ok(Math.max(...delays) < 4000);
+      const peak = peakPerSecond(delays);
+      assert.ok(peak < 350, `seed ${seed}: ${peak} first retries in one second`);
+    }
+    assert.ok(peakPerSecond(firstRetries(1000, { baseMs: 1000 }, 1)) > 900);
   });
 
   it('refuses nonsense settings', () => {

@@ -363,7 +363,9 @@ describe('MetricsClient: messages and events', () => {
     client.connect();
     fake.last().open();
     fake.last().receive(metricsUpdate([wire('INSERT', 'a', '1', { metric_value: 1 }), wire('INSERT', 'b', '1')]));
-    fake.last().receive(metricsUpdate([wire('MODIFY', 'a', '2', { metric_value: 2 }), wire('REMOVE', 'b', '2')]));
+    fake.last().receive(
+      metricsUpdate([wire('MODIFY', 'a', '2', { metric_value: 2 }), wire('REMOVE', 'b', '2')], { id: 'b-7', part: 2, parts: 3 }),
+    );
     assert.deepEqual(
       upserts.map((u) => [u.entity.id, u.entity.data['metric_value'], u.previous?.data['metric_value']]),
       [
@@ -374,6 +376,8 @@ describe('MetricsClient: messages and events', () => {
     );
     assert.deepEqual(removes.map((r) => [r.entity.id, r.source]), [['b', 'update']]);
     assert.deepEqual(batches.map((b) => b.changes.length), [2, 2]);
+    // the message's broadcast id and part, for a page that shows them (none on the seed's)
+    assert.deepEqual(batches.map((b) => b.ref), [null, { id: 'b-7', part: 2, parts: 3 }]);
   });
 
   it('emits a stream event when a new stream resets ordering', () => {

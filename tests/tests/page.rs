@@ -1,6 +1,8 @@
 //! The dashboard page in headless Chromium, driven over the Chrome DevTools Protocol: a
 //! metrics-table write shows up on the page, and a screenshot is saved as a test artifact
-//! (`target/test-artifacts/dashboard.png`).
+//! (`target/test-artifacts/dashboard.png`); the page (the client library inside it)
+//! reconnects when the gateway drops its connection; with authentication, it is refused
+//! without a token and connects with one.
 //!
 //! Needs Debian's `chromium` (`make test` installs it: `apt-get install chromium`), or the
 //! path of another Chromium in `$CHROMIUM`.
@@ -15,7 +17,7 @@ use e2e::{put_metric, start_stack, update_metric};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use stack::StackConfig;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
@@ -134,6 +136,93 @@ async fn with_authentication_the_page_is_refused_then_connects_with_a_token_as_s
 
     browser.close().await;
     stack.shutdown().await;
+    Ok(())
+}
+
+/// The gateway drops the page's connection (`DELETE @connections/{id}`, as API Gateway's
+/// management API does it): the page shows the retry, the client library reconnects after its
+/// backoff, and the next write arrives on the new connection. The server answers the library's
+/// `subscribe` and `snapshot` with ERROR while it has no such actions: the page shows no error
+/// for that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reconnects_when_the_gateway_drops_its_connection() -> anyhow::Result<()> {
+    let stack = start_stack(StackConfig::for_tests()).await;
+    let browser = Browser::launch().await?;
+    let mut page = Cdp::open_page(&browser.devtools_url).await?;
+    let status = "document.querySelector('#status')?.getAttribute('data-state')";
+    page.call("Page.navigate", json!({"url": stack.page_url()}))
+        .await?;
+    page.wait_for("the page's WebSocket to open", status, |s| s == "open")
+        .await?;
+    put_metric(&stack, ENTITY, 1.0).await;
+    page.wait_for("the first value", VALUE_CELL, |cell| cell["value"] == "1")
+        .await?;
+
+    let before = stack.gateway.socket_ids();
+    assert_eq!(before.len(), 1, "the page's one socket: {before:?}");
+    delete_connection(&stack.gateway.management_endpoint(), &before[0]).await?;
+    let reconnected = r#"(() => {
+        const s = window.dashboard.stats;
+        return { state: document.querySelector('#status').getAttribute('data-state'),
+                 reconnects: s.reconnects, opens: s.opens, lastClose: s.lastClose };
+    })()"#;
+    page.wait_for(
+        "the page to reconnect once after the drop",
+        reconnected,
+        |v| v["state"] == "open" && v["reconnects"] == 1 && v["opens"] == 2,
+    )
+    .await?;
+    let after = stack.gateway.socket_ids();
+    assert!(
+        after.len() == 1 && after != before,
+        "a new connection replaced the dropped one: {before:?} -> {after:?}"
+    );
+
+    update_metric(&stack, ENTITY, 2.0).await;
+    page.wait_for("the next value on the new connection", VALUE_CELL, |cell| {
+        cell["value"] == "2"
+    })
+    .await?;
+    let shown = page
+        .eval(
+            r#"({ alert: document.querySelector('#alert').hidden,
+                  ping: window.dashboard.stats.capabilities.ping,
+                  reconnects: document.querySelector('#stat-reconnects').textContent })"#,
+        )
+        .await?;
+    assert_eq!(
+        shown,
+        json!({"alert": true, "ping": "supported", "reconnects": "1"}),
+        "no error shown, pings answered, one reconnect counted"
+    );
+
+    browser.close().await;
+    stack.shutdown().await;
+    Ok(())
+}
+
+/// `DELETE {endpoint}/@connections/{id}` on the gateway's management API (plain HTTP/1.1: the
+/// emulator checks no signature); fails unless it answers 204.
+async fn delete_connection(endpoint: &str, id: &str) -> anyhow::Result<()> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .context("an http:// management endpoint")?;
+    let (host, stage) = rest.split_once('/').context("endpoint has a stage")?;
+    let mut stream = TcpStream::connect(host).await?;
+    let request = format!(
+        "DELETE /{stage}/@connections/{id} HTTP/1.1\r\nHost: {host}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .context("no answer to DELETE @connections")??;
+    let status = response.lines().next().unwrap_or_default();
+    assert!(
+        status.starts_with("HTTP/1.1 204"),
+        "DELETE @connections/{id}: {status}"
+    );
     Ok(())
 }
 
