@@ -25,8 +25,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 # authorizer: deployed only with authMode jwt, but always built, so that turning authentication
-# on needs no other build.
-bins=(connect disconnect message processor fanout authorizer)
+# on needs no other build. canary: the end-to-end canary (infra/canary.ts), not part of the pipeline.
+bins=(connect disconnect message processor fanout authorizer canary)
 
 arch=${LAMBDA_ARCH:-x86_64}
 case "$arch" in
