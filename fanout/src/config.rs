@@ -21,6 +21,14 @@ pub struct FanoutConfig {
     pub concurrency: usize,
     /// `FANOUT_MAX_ATTEMPTS` (1..=20) and the backoff defaults.
     pub policy: RetryPolicy,
+    /// `POST_BUDGET_PER_SECOND` (default 9,000; 0 posts unpaced).
+    pub budget_per_second: u32,
+    /// `STATE_TABLE_NAME`: the budget's windows and the rounds' counts; needed unless the
+    /// budget is 0.
+    pub state_table: Option<String>,
+    /// `TICK_QUEUE_URL`: where the end of a round wakes the processor; without it, rounds end
+    /// by their lease.
+    pub tick_queue_url: Option<String>,
 }
 
 impl FanoutConfig {
@@ -40,7 +48,15 @@ impl FanoutConfig {
                 reason: "must be an https:// URL ending in the stage".into(),
             });
         }
+        let budget_per_second = rounds::settings::post_budget(env)?;
+        let state_table = env.optional("STATE_TABLE_NAME");
+        if budget_per_second > 0 && state_table.is_none() {
+            rounds::settings::state_table(env)?;
+        }
         Ok(Self {
+            budget_per_second,
+            state_table,
+            tick_queue_url: env.optional("TICK_QUEUE_URL"),
             registry: RegistryConfig::read(env)?,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             queue: QueueSettings::read(env)?,
@@ -62,7 +78,7 @@ mod tests {
         FanoutConfig::read(&pairs_env(pairs))
     }
 
-    const BASE: [(&str, &str); 3] = [
+    const BASE: [(&str, &str); 4] = [
         (
             "WEBSOCKET_API_ENDPOINT",
             "https://abc123.execute-api.us-east-1.amazonaws.com/prod/",
@@ -72,6 +88,7 @@ mod tests {
             "FANOUT_QUEUE_URL",
             "https://sqs.us-east-1.amazonaws.com/1/fanout",
         ),
+        ("STATE_TABLE_NAME", "state"),
     ];
 
     #[test]
@@ -82,6 +99,8 @@ mod tests {
             "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
         );
         assert_eq!((c.concurrency, c.policy.max_attempts), (64, 5));
+        assert_eq!(c.budget_per_second, 9_000);
+        assert_eq!(c.tick_queue_url, None);
         let mut pairs = BASE.to_vec();
         pairs.extend([("FANOUT_CONCURRENCY", "200"), ("FANOUT_MAX_ATTEMPTS", "3")]);
         let c = config(&pairs).unwrap();
@@ -94,6 +113,7 @@ mod tests {
             "WEBSOCKET_API_ENDPOINT",
             "CONNECTIONS_TABLE_NAME",
             "FANOUT_QUEUE_URL",
+            "STATE_TABLE_NAME",
         ] {
             let pairs: Vec<_> = BASE
                 .iter()
@@ -103,6 +123,9 @@ mod tests {
             let err = config(&pairs).unwrap_err();
             assert!(err.to_string().contains(missing), "{err}");
         }
+        let mut unpaced: Vec<_> = BASE[..3].to_vec();
+        unpaced.push(("POST_BUDGET_PER_SECOND", "0"));
+        assert_eq!(config(&unpaced).unwrap().state_table, None);
         let mut pairs = BASE.to_vec();
         pairs[0] = ("WEBSOCKET_API_ENDPOINT", "wss://abc/prod");
         assert!(config(&pairs).unwrap_err().to_string().contains("https://"));

@@ -158,7 +158,7 @@ async fn deliver_connection<P: Poster>(
                 PostOutcome::Gone => Fate::Gone,
                 PostOutcome::Forbidden => Fate::Forbidden,
                 PostOutcome::Rejected(status) => Fate::Rejected(status),
-                PostOutcome::Throttled | PostOutcome::Unavailable(_) => {
+                PostOutcome::Throttled | PostOutcome::Unavailable(_) | PostOutcome::OutOfBudget => {
                     Fate::RetryLater { from_part: index }
                 }
             };

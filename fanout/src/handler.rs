@@ -15,9 +15,11 @@ use registry::Registry;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::budget::{Paced, Pacer, PostBudget};
 use crate::deliver::{JobResult, deliver};
 use crate::policy::RetryPolicy;
 use crate::post::Poster;
+use rounds::{Coordinator, Ended};
 
 /// Time kept back from the Lambda deadline for deletes, requeues and the response.
 pub const RESERVE: Duration = Duration::from_secs(3);
@@ -29,6 +31,10 @@ pub struct Fanout<P> {
     pub queue: JobQueue,
     pub policy: RetryPolicy,
     pub concurrency: usize,
+    /// `POST_BUDGET_PER_SECOND`, shared with every other invocation; `None` posts unpaced.
+    pub budget: Option<PostBudget>,
+    /// Where jobs of broadcast rounds are counted done (`STATE_TABLE_NAME`, `TICK_QUEUE_URL`).
+    pub rounds: Option<Coordinator>,
 }
 
 /// What one invocation did; becomes one log line and one EMF document.
@@ -45,6 +51,12 @@ pub struct InvocationReport {
     pub forbidden: u64,
     pub payload_too_large: u64,
     pub malformed: u64,
+    /// Posts made, whatever their answer (against the posting budget).
+    pub posts: u64,
+    /// ms the posts waited for the posting budget, summed.
+    pub budget_wait_ms: u64,
+    /// Rounds this invocation ended (it finished their last job).
+    pub rounds_ended: Vec<Ended>,
     /// Per job: ms from first enqueue to its last delivery.
     pub latencies_ms: Vec<i64>,
     /// Messages handed back to SQS.
@@ -91,14 +103,18 @@ impl<P: Poster> Fanout<P> {
         }
         report.jobs = jobs.len() as u64;
 
-        let results = deliver(
-            &self.poster,
-            &jobs,
-            &self.policy,
-            self.concurrency,
-            deadline,
-        )
-        .await;
+        let expected_posts = jobs
+            .iter()
+            .map(|job| (job.connections.len() * job.parts.len()) as u64)
+            .sum();
+        let pacer = self
+            .budget
+            .as_ref()
+            .map(|budget| Pacer::new(budget, expected_posts, deadline));
+        let poster = Paced::new(&self.poster, pacer);
+        let results = deliver(&poster, &jobs, &self.policy, self.concurrency, deadline).await;
+        report.posts = poster.posts();
+        report.budget_wait_ms = poster.waited_ms();
         self.remove_gone(&results).await;
         for ((job, result), message_id) in jobs.iter().zip(&results).zip(message_ids) {
             if !self.settle(job, result, &mut report).await {
@@ -152,8 +168,8 @@ impl<P: Poster> Fanout<P> {
             .collect()
     }
 
-    /// Accounts for one job and requeues what is left of it. Returns false when the message
-    /// must go back to SQS whole.
+    /// Accounts for one job, counts it done in its round and requeues what is left of it.
+    /// Returns false when the message must go back to SQS whole.
     async fn settle(
         &self,
         job: &FanoutJob,
@@ -165,21 +181,63 @@ impl<P: Poster> Fanout<P> {
         if result.forbidden > 0 {
             return false;
         }
-        if result.retry_later.is_empty() {
-            return true;
+        let mut pieces: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        if self.policy.may_requeue(job.attempt) {
+            for (id, part) in &result.retry_later {
+                pieces.entry(*part).or_default().push(id.clone());
+            }
+        } else if !result.retry_later.is_empty() {
+            self.give_up(job, &result.retry_later, report).await;
         }
-        if !self.policy.may_requeue(job.attempt) {
-            let ids: Vec<String> = result
-                .retry_later
-                .iter()
-                .map(|(id, _)| id.clone())
-                .collect();
-            report.failed += ids.len() as u64;
-            let connections = self.with_subjects(&ids).await;
-            tracing::error!(broadcast_id = %job.broadcast_id, attempt = job.attempt, ?connections, "delivery given up after the last attempt");
-            return true;
+        // Counted before the pieces are sent, so that a piece finishing first cannot end the
+        // round early; a piece sent twice keeps its key and counts once.
+        if !self.count_done(job, pieces.len() as u64, report).await {
+            return false;
         }
-        self.requeue(job, &result.retry_later, report).await
+        self.requeue(job, pieces, report).await
+    }
+
+    async fn give_up(
+        &self,
+        job: &FanoutJob,
+        retry_later: &[(String, usize)],
+        report: &mut InvocationReport,
+    ) {
+        let ids: Vec<String> = retry_later.iter().map(|(id, _)| id.clone()).collect();
+        report.failed += ids.len() as u64;
+        let connections = self.with_subjects(&ids).await;
+        tracing::error!(broadcast_id = %job.broadcast_id, attempt = job.attempt, ?connections, "delivery given up after the last attempt");
+    }
+
+    /// Counts a round's job done, replaced by `pieces` requeued jobs, and ends the round when
+    /// it was the last. False when the count failed: the message goes back to SQS, so the
+    /// round is not left waiting for its lease.
+    async fn count_done(
+        &self,
+        job: &FanoutJob,
+        pieces: u64,
+        report: &mut InvocationReport,
+    ) -> bool {
+        let Some(round) = &job.round else {
+            return true;
+        };
+        let Some(rounds) = &self.rounds else {
+            tracing::error!(broadcast_id = %job.broadcast_id, round_id = %round.id, "a job of a broadcast round, but STATE_TABLE_NAME and TICK_QUEUE_URL are not set; the round ends by its lease");
+            return true;
+        };
+        match rounds
+            .job_done(&round.id, &round.job, pieces, now_ms())
+            .await
+        {
+            Ok(ended) => {
+                report.rounds_ended.extend(ended);
+                true
+            }
+            Err(error) => {
+                tracing::error!(broadcast_id = %job.broadcast_id, round_id = %round.id, %error, "could not count the job done in its round; the message goes back to the queue");
+                false
+            }
+        }
     }
 
     /// Sends the still-failing connections back to the queue, one delayed job per part they
@@ -189,18 +247,14 @@ impl<P: Poster> Fanout<P> {
     async fn requeue(
         &self,
         job: &FanoutJob,
-        retry_later: &[(String, usize)],
+        pieces: BTreeMap<usize, Vec<String>>,
         report: &mut InvocationReport,
     ) -> bool {
         let broadcast_id = job.broadcast_id.as_str();
-        let mut by_part: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        for (id, part) in retry_later {
-            by_part.entry(*part).or_default().push(id.clone());
-        }
         let delay = self.policy.requeue_delay(job.attempt + 1);
-        for (part, ids) in by_part {
+        for (part, ids) in pieces {
             let count = ids.len() as u64;
-            let retry = job.retry(job.parts[part..].to_vec(), ids);
+            let retry = job.retry(part, ids);
             if let Err(error) = self.queue.send_delayed(&retry, delay).await {
                 tracing::error!(broadcast_id, %error, "requeue failed; returning the whole message");
                 return false;
@@ -268,6 +322,8 @@ impl InvocationReport {
                 ("Forbidden", self.forbidden),
                 ("PayloadTooLarge", self.payload_too_large),
                 ("MalformedJobs", self.malformed),
+                ("Posts", self.posts),
+                ("BudgetWait", self.budget_wait_ms),
             ])
             .expect("catalogued fanout metrics");
         if !self.latencies_ms.is_empty() {
@@ -295,6 +351,9 @@ impl InvocationReport {
             forbidden = self.forbidden,
             payload_too_large = self.payload_too_large,
             malformed = self.malformed,
+            posts = self.posts,
+            budget_wait_ms = self.budget_wait_ms,
+            rounds_ended = ?self.rounds_ended.iter().map(|e| &e.round.round_id).collect::<Vec<_>>(),
             failed_messages = self.failed_messages.len(),
             "fanout invocation"
         );

@@ -4,12 +4,16 @@
 //! - [`post`]: the [`Poster`] port to the API Gateway Management API and how its answers are
 //!   classified;
 //! - [`management`]: the aws-sdk-apigatewaymanagement adapter;
+//! - [`budget`]: the posting budget every invocation shares, and the [`Poster`] that paces by
+//!   it;
 //! - [`deliver`]: one invocation's deliveries, pure over the port;
-//! - [`handler`]: `SqsEvent` -> `SqsBatchResponse`, with clean-up, requeues and metrics;
+//! - [`handler`]: `SqsEvent` -> `SqsBatchResponse`, with clean-up, requeues, round accounting
+//!   and metrics;
 //! - [`config`]: the environment.
 //!
 //! The jobs themselves, and the queue they travel on, are the `jobs` crate's.
 
+pub mod budget;
 pub mod config;
 pub mod deliver;
 pub mod handler;

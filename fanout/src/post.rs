@@ -19,12 +19,17 @@ pub enum PostOutcome {
     PayloadTooLarge,
     /// Any other 4xx: the request itself is wrong; retrying cannot help.
     Rejected(u16),
+    /// Not sent: the posting budget had no room before the invocation's deadline.
+    OutOfBudget,
 }
 
 impl PostOutcome {
     /// Retrying later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Throttled | Self::Unavailable(_) | Self::OutOfBudget
+        )
     }
 
     /// The meaning of an HTTP status from the management API, error type aside (API Gateway

@@ -28,6 +28,36 @@ pub struct FanoutJob {
     pub parts: Vec<Box<RawValue>>,
     /// The shard's connection ids.
     pub connections: Vec<String>,
+    /// The broadcast round this job belongs to (`BROADCAST_MODE=rounds`); absent in batch
+    /// mode and from older processors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<RoundRef>,
+}
+
+/// A job's place in a broadcast round: the round, and the job's key within it. A requeued
+/// piece has a key of its own below its parent's, so that the round counts each piece once
+/// however often SQS delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundRef {
+    pub id: String,
+    pub job: String,
+}
+
+impl RoundRef {
+    pub fn job(round_id: &str, index: u64) -> Self {
+        Self {
+            id: round_id.to_owned(),
+            job: index.to_string(),
+        }
+    }
+
+    /// The key of the piece a job is requeued as, resuming at `part` on `attempt`.
+    pub fn piece(&self, attempt: u32, part: usize) -> Self {
+        Self {
+            id: self.id.clone(),
+            job: format!("{}.{attempt}.{part}", self.job),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,16 +86,30 @@ impl FanoutJob {
             enqueued_at,
             parts,
             connections,
+            round: None,
         }
     }
 
-    /// The same broadcast for other connections (and possibly fewer parts), one attempt later.
-    pub fn retry(&self, parts: Vec<Box<RawValue>>, connections: Vec<String>) -> Self {
+    /// The same job, part of `round`.
+    pub fn in_round(self, round: RoundRef) -> Self {
         Self {
-            attempt: self.attempt + 1,
-            parts,
+            round: Some(round),
+            ..self
+        }
+    }
+
+    /// The same broadcast for other connections from part `from_part` (0-based) on, one attempt
+    /// later: a piece of its round of its own.
+    pub fn retry(&self, from_part: usize, connections: Vec<String>) -> Self {
+        let attempt = self.attempt + 1;
+        Self {
+            v: self.v,
+            broadcast_id: self.broadcast_id.clone(),
+            attempt,
+            enqueued_at: self.enqueued_at,
+            parts: self.parts[from_part.min(self.parts.len())..].to_vec(),
             connections,
-            ..self.clone()
+            round: self.round.as_ref().map(|r| r.piece(attempt, from_part)),
         }
     }
 
@@ -166,11 +210,37 @@ mod tests {
 
     #[test]
     fn retries_keep_the_broadcast_and_count_attempts() {
-        let retried = job().retry(vec![part("{}")], vec!["b=".into()]);
+        let retried = job().retry(0, vec!["b=".into()]);
         assert_eq!(retried.attempt, 1);
+        assert_eq!(retried.round, None);
         assert_eq!(retried.broadcast_id, "b-1");
         assert_eq!(retried.enqueued_at, 1_764_104_603_000);
         assert_eq!(retried.connections, ["b="]);
+    }
+
+    #[test]
+    fn a_job_keeps_its_round_and_each_requeued_piece_gets_its_own_key() {
+        let mut two_parts = job();
+        two_parts
+            .parts
+            .push(part(r#"{"type":"METRICS_UPDATE","part":2}"#));
+        let job = two_parts.in_round(RoundRef::job("r-1", 4));
+        let body = job.encode(usize::MAX).unwrap();
+        assert!(
+            body.ends_with(r#","round":{"id":"r-1","job":"4"}}"#),
+            "{body}"
+        );
+        assert_eq!(FanoutJob::decode(&body).unwrap().round, job.round);
+        let piece = job.retry(1, vec!["b=".into()]);
+        assert_eq!(piece.parts.len(), 1);
+        assert_eq!(
+            piece.round,
+            Some(RoundRef {
+                id: "r-1".into(),
+                job: "4.1.1".into()
+            })
+        );
+        assert_ne!(piece.round, job.retry(0, vec!["b=".into()]).round);
     }
 
     #[test]

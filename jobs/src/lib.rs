@@ -8,6 +8,6 @@ pub mod job;
 pub mod queue;
 pub mod settings;
 
-pub use job::{FanoutJob, JobError};
+pub use job::{FanoutJob, JobError, RoundRef};
 pub use queue::{JobQueue, QueueError};
 pub use settings::QueueSettings;

@@ -4,7 +4,7 @@
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt, TryStreamExt};
 use jobs::queue::BATCH_ENTRIES;
-use jobs::{FanoutJob, JobError, JobQueue, QueueError};
+use jobs::{FanoutJob, JobError, JobQueue, QueueError, RoundRef};
 use registry::{Page, Registry, RegistryError};
 
 use crate::message::Parts;
@@ -65,15 +65,31 @@ pub async fn enqueue_pages(
     settings: BroadcastSettings,
 ) -> Result<BroadcastStats, BroadcastError> {
     let (mut tx, rx) = mpsc::channel::<FanoutJob>(PIPELINE_DEPTH * BATCH_ENTRIES);
-    let max_bytes = queue.max_message_bytes();
-    let jobs = |ids| {
-        jobs_for_shard(
+    let round = parts.in_round.then_some(parts.broadcast_id.as_str());
+    // A round's jobs carry their place in it: room is kept for the widest.
+    let reserve = round.map_or(0, |id| {
+        serde_json::to_string(&RoundRef::job(id, u64::MAX)).map_or(0, |r| r.len() + 10)
+    });
+    let max_bytes = queue.max_message_bytes() - reserve;
+    let mut index = 0u64;
+    let mut jobs = |ids| {
+        let jobs = jobs_for_shard(
             &parts.broadcast_id,
             enqueued_at,
             &parts.messages,
             ids,
             max_bytes,
-        )
+        )?;
+        Ok::<_, JobError>(match round {
+            None => jobs,
+            Some(id) => jobs
+                .into_iter()
+                .map(|job| {
+                    index += 1;
+                    job.in_round(RoundRef::job(id, index))
+                })
+                .collect(),
+        })
     };
 
     let produce = async move {

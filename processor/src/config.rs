@@ -4,6 +4,8 @@ use jobs::QueueSettings;
 use platform::env::{ConfigError, Env, process_env};
 use registry::RegistryConfig;
 
+use rounds::{BroadcastMode, RoundSettings};
+
 use crate::broadcast::BroadcastSettings;
 use crate::message::MAX_MESSAGE_BYTES;
 
@@ -17,6 +19,9 @@ pub struct ProcessorConfig {
     /// `FANOUT_SHARD_SIZE` (connections per job, default 1000), `QUERY_PAGE_SIZE` (optional)
     /// and `SEND_CONCURRENCY` (default 4).
     pub broadcast: BroadcastSettings,
+    /// `BROADCAST_MODE=rounds` (the default): the rounds' table, tick queue, lease and budget.
+    /// `None` with `BROADCAST_MODE=batch`: every stream batch is broadcast as it comes.
+    pub rounds: Option<RoundSettings>,
 }
 
 impl ProcessorConfig {
@@ -26,7 +31,12 @@ impl ProcessorConfig {
 
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let page_size = env.number_or("QUERY_PAGE_SIZE", 0, 0..=10_000)?;
+        let rounds = match BroadcastMode::read(env)? {
+            BroadcastMode::Rounds => Some(RoundSettings::read(env)?),
+            BroadcastMode::Batch => None,
+        };
         let config = Self {
+            rounds,
             registry: RegistryConfig::read(env)?,
             queue: QueueSettings::read(env)?,
             max_message_bytes: env.number_or(
@@ -63,9 +73,11 @@ mod tests {
         ProcessorConfig::read(&pairs_env(pairs))
     }
 
-    const BASE: [(&str, &str); 2] = [
+    const BASE: [(&str, &str); 4] = [
         ("CONNECTIONS_TABLE_NAME", "conns"),
         ("FANOUT_QUEUE_URL", "http://q"),
+        ("STATE_TABLE_NAME", "state"),
+        ("TICK_QUEUE_URL", "http://ticks"),
     ];
 
     #[test]
@@ -82,6 +94,20 @@ mod tests {
             }
         );
         assert_eq!(c.registry.buckets.count(), 1);
+        assert_eq!(c.rounds.unwrap().table_name, "state");
+    }
+
+    #[test]
+    fn batch_mode_needs_no_round_settings() {
+        let c = config(&[
+            ("CONNECTIONS_TABLE_NAME", "conns"),
+            ("FANOUT_QUEUE_URL", "http://q"),
+            ("BROADCAST_MODE", "batch"),
+        ])
+        .unwrap();
+        assert_eq!(c.rounds, None);
+        let err = config(&BASE[..3]).unwrap_err();
+        assert!(err.to_string().contains("TICK_QUEUE_URL"), "{err}");
     }
 
     #[test]

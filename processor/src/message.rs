@@ -21,6 +21,9 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 #[derive(Debug, Clone)]
 pub struct Parts {
     pub broadcast_id: String,
+    /// Whether the broadcast is a round (`BROADCAST_MODE=rounds`, its id the round's): its
+    /// jobs then carry their place in it, to be counted done.
+    pub in_round: bool,
     pub messages: Vec<Box<RawValue>>,
     /// Keys of the updates that were too large alone and were sent truncated.
     pub truncated: Vec<Box<RawValue>>,
@@ -96,6 +99,7 @@ pub fn split(
         .collect();
     Parts {
         broadcast_id: broadcast_id.to_owned(),
+        in_round: false,
         messages,
         truncated,
     }

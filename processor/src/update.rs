@@ -10,12 +10,12 @@ use std::collections::HashMap;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_dynamo::AttributeValue;
 use serde_json::value::RawValue;
 
 /// One change, as clients receive it inside METRICS_UPDATE.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Update {
     pub event_type: EventType,
@@ -26,7 +26,7 @@ pub struct Update {
     pub data: Box<RawValue>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum EventType {
     Insert,

@@ -98,6 +98,10 @@ fn crashing_config() -> StackConfig {
     config.broadcast.shard_size = 50;
     config.queue.batch_size = 2;
     config.fanout_concurrency = 8;
+    // The round the crash interrupts holds later rounds until it completes (its retries run on
+    // the next stack) or its lease runs out: a short lease, and a schedule that notices it.
+    config.round_lease = Duration::from_secs(3);
+    config.schedule = Duration::from_secs(1);
     config.policy = RetryPolicy {
         post_backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
         tries: 2,

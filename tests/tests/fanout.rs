@@ -66,6 +66,8 @@ impl Setup {
             queue: JobQueue::new(self.sqs.clone(), &QueueSettings::for_url(&self.queue_url)),
             policy,
             concurrency: 32,
+            budget: None,
+            rounds: None,
         }
     }
 

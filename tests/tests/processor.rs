@@ -72,6 +72,7 @@ async fn processor(buckets: u16, shard_size: usize) -> (Processor, aws_sdk_sqs::
             page_size: Some(300),
             send_concurrency: 4,
         },
+        rounds: None,
     };
     let queue = JobQueue::new(sqs.clone(), &config.queue);
     (
@@ -79,6 +80,7 @@ async fn processor(buckets: u16, shard_size: usize) -> (Processor, aws_sdk_sqs::
             registry,
             queue,
             config,
+            rounds: None,
         },
         sqs,
         url,

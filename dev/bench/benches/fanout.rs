@@ -88,6 +88,8 @@ fn fanout(c: &mut Criterion) {
             queue: queue.clone(),
             policy: RetryPolicy::default(),
             concurrency,
+            budget: None,
+            rounds: None,
         };
         group.bench_function(BenchmarkId::new("concurrency", concurrency), |b| {
             b.iter_custom(|iters| {

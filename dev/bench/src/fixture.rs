@@ -15,6 +15,7 @@ use event_sources::streams::StreamSourceConfig;
 use fanout::policy::RetryPolicy;
 use processor::broadcast::BroadcastSettings;
 use registry::{Buckets, Connection, Registry, RegistryConfig};
+use rounds::BroadcastMode;
 use stack::bootstrap::{CONNECTIONS_TABLE, Names, ensure_connections_table};
 use stack::{Stack, StackConfig};
 
@@ -178,6 +179,13 @@ impl Bench {
             max_message_bytes: processor::message::MAX_MESSAGE_BYTES,
             simulator: None,
             auth: None,
+            // The single-broadcast scenarios measure the fan-out against the throttle itself:
+            // a broadcast per batch, posted unpaced.
+            mode: BroadcastMode::Batch,
+            post_budget: 0,
+            round_lease: Duration::from_secs(60),
+            schedule: Duration::from_secs(60),
+            canary: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Creates what the functions expect to find, as production's defaults name it: the
 //! connections table (GSI, TTL), the metrics table with its NEW_AND_OLD_IMAGES stream, the
-//! fanout queue with its DLQ and redrive policy, and the stream's on-failure destination.
+//! fanout queue with its DLQ and redrive policy, the stream's on-failure destination, and the
+//! rounds' state table and tick queue.
 //! Idempotent: running it against existing resources changes nothing.
 
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ pub const METRICS_TABLE: &str = "iops-dashboard-metrics";
 pub const FANOUT_QUEUE: &str = "iops-dashboard-fanout";
 pub const FANOUT_DLQ: &str = "iops-dashboard-fanout-dlq";
 pub const STREAM_DLQ: &str = "iops-dashboard-stream-dlq";
+pub const STATE_TABLE: &str = "iops-dashboard-broadcast-state";
+pub const TICK_QUEUE: &str = "iops-dashboard-ticks";
 /// The metrics table's key (the seed's entity id).
 pub const METRICS_KEY: &str = "entity_id";
 /// Receives before a fanout message moves to its DLQ.
@@ -33,6 +36,8 @@ pub struct Names {
     pub fanout_queue: String,
     pub fanout_dlq: String,
     pub stream_dlq: String,
+    pub state_table: String,
+    pub tick_queue: String,
 }
 
 impl Names {
@@ -47,6 +52,8 @@ impl Names {
             fanout_queue: format!("{FANOUT_QUEUE}{suffix}"),
             fanout_dlq: format!("{FANOUT_DLQ}{suffix}"),
             stream_dlq: format!("{STREAM_DLQ}{suffix}"),
+            state_table: format!("{STATE_TABLE}{suffix}"),
+            tick_queue: format!("{TICK_QUEUE}{suffix}"),
         }
     }
 }
@@ -60,6 +67,8 @@ pub struct Resources {
     pub fanout_queue_arn: String,
     pub fanout_dlq_url: String,
     pub stream_dlq_url: String,
+    pub tick_queue_url: String,
+    pub tick_queue_arn: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +124,17 @@ pub async fn bootstrap(
     .await?;
     let fanout_queue_arn = queue_arn(sqs, &fanout_queue_url).await?;
     let stream_dlq_url = ensure_queue(sqs, &names.stream_dlq, HashMap::new()).await?;
+    ensure_state_table(dynamo, &names.state_table).await?;
+    let tick_queue_url = ensure_queue(
+        sqs,
+        &names.tick_queue,
+        HashMap::from([(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout_seconds.to_string(),
+        )]),
+    )
+    .await?;
+    let tick_queue_arn = queue_arn(sqs, &tick_queue_url).await?;
     Ok(Resources {
         names: names.clone(),
         metrics_stream_arn,
@@ -122,6 +142,8 @@ pub async fn bootstrap(
         fanout_queue_arn,
         fanout_dlq_url,
         stream_dlq_url,
+        tick_queue_url,
+        tick_queue_arn,
     })
 }
 
@@ -180,10 +202,38 @@ pub async fn ensure_connections_table(
     {
         return Err(aws("CreateTable")(e));
     }
-    ensure_ttl(dynamo, &config.table_name).await
+    ensure_ttl(dynamo, &config.table_name, "ttl").await
 }
 
-async fn ensure_ttl(dynamo: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), BootstrapError> {
+/// The rounds' state table as `infra/tables.ts` declares it: key `pk` / `sk`, TTL on
+/// `expiresAt` (the budget's windows, the done markers). Idempotent.
+pub async fn ensure_state_table(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), BootstrapError> {
+    let created = dynamo
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attribute("pk", ScalarAttributeType::S))
+        .attribute_definitions(attribute("sk", ScalarAttributeType::S))
+        .send()
+        .await;
+    if let Err(e) = created
+        && !e.as_service_error().is_some_and(exists)
+    {
+        return Err(aws("CreateTable")(e));
+    }
+    ensure_ttl(dynamo, table, "expiresAt").await
+}
+
+async fn ensure_ttl(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+    attribute: &str,
+) -> Result<(), BootstrapError> {
     let current = dynamo
         .describe_time_to_live()
         .table_name(table)
@@ -200,7 +250,7 @@ async fn ensure_ttl(dynamo: &aws_sdk_dynamodb::Client, table: &str) -> Result<()
         return Ok(());
     }
     let ttl = TimeToLiveSpecification::builder()
-        .attribute_name("ttl")
+        .attribute_name(attribute)
         .enabled(true)
         .build()
         .expect("fields are set");

@@ -7,6 +7,7 @@ use apigw::{FaultPatch, FaultSettings, GatewayConfig};
 use authorizer::mint::{MintRequest, mint_hs256, now_epoch_secs, parse_ttl};
 use clap::{Parser, Subcommand};
 use registry::Buckets;
+use stack::canary::LocalCanary;
 use stack::{Stack, StackConfig};
 
 #[derive(Parser)]
@@ -63,6 +64,9 @@ struct DevArgs {
     /// GSI partitions for connections (CONNECTION_BUCKETS).
     #[arg(long, env = "CONNECTION_BUCKETS", default_value_t = 1)]
     buckets: u16,
+    /// Seconds between the end-to-end canary's runs; 0 turns it off.
+    #[arg(long, env = "LOCAL_CANARY_SECS", default_value_t = 10)]
+    canary_secs: u64,
 }
 
 /// How long `make dev` waits for the moto it has just started.
@@ -110,6 +114,11 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         config.simulator = None;
     }
     config.auth = auth_from_env()?;
+    rounds_from_env(&mut config)?;
+    config.canary = (args.canary_secs > 0).then(|| LocalCanary {
+        interval: Duration::from_secs(args.canary_secs),
+        ..LocalCanary::default()
+    });
     let faults = faults_from_env(&mut config.gateway)?;
     let stack = Stack::start(&sdk, config)
         .await
@@ -148,6 +157,17 @@ fn faults_from_env(gateway: &mut GatewayConfig) -> anyhow::Result<FaultSettings>
     gateway.faults = settings.faults();
     // Read back: a rate without a burst shows the burst it got.
     Ok(FaultSettings::of(gateway))
+}
+
+/// `BROADCAST_MODE`, `POST_BUDGET_PER_SECOND` and `ROUND_LEASE_SECONDS`, read as the
+/// processor and fanout functions read them.
+fn rounds_from_env(config: &mut StackConfig) -> anyhow::Result<()> {
+    let env = platform::env::process_env();
+    config.mode = rounds::BroadcastMode::read(&env)?;
+    config.post_budget = rounds::settings::post_budget(&env)?;
+    config.round_lease = rounds::settings::round_lease(&env)?;
+    tracing::info!(mode = ?config.mode, post_budget = config.post_budget, round_lease_s = config.round_lease.as_secs(), "broadcasts");
+    Ok(())
 }
 
 /// `AUTH_MODE=jwt` (with `AUTH_JWT_SECRET` or `AUTH_JWKS_URL`) turns the authorizer on, as

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apigw::{
-    Authorizer, AuthorizerFailure, ConnectAuthorizer, Gateway, GatewayConfig, authorizer_fn,
-    handler_fn,
+    Authorizer, AuthorizerFailure, ConnectAuthorizer, Gateway, GatewayConfig, Throttle,
+    authorizer_fn, handler_fn,
 };
 use authorizer::{AuthConfig, ConnectAuthEvent, Verifier};
 use aws_config::SdkConfig;
@@ -19,16 +19,20 @@ use event_sources::queue::{QueuePoller, QueueSourceConfig, QueueStats};
 use event_sources::streams::{OnFailure, StreamPoller, StreamSourceConfig, StreamStats};
 use event_sources::{InvokeError, function};
 use fanout::Fanout;
+use fanout::budget::dynamo::DynamoWindows;
+use fanout::budget::{PostBudget, Windows};
 use fanout::management::ManagementApi;
 use fanout::policy::RetryPolicy;
 use jobs::{JobQueue, QueueSettings};
 use processor::broadcast::BroadcastSettings;
 use processor::{Processor, ProcessorConfig};
 use registry::{Buckets, Registry, RegistryConfig};
+use rounds::{BroadcastMode, Coordinator, RoundSettings, RoundStore, Ticks};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::{Names, Resources, bootstrap};
+use crate::canary::{self, CanaryRuns, LocalCanary};
 use crate::page;
 use crate::simulator::{self, SimulatorConfig};
 
@@ -49,16 +53,30 @@ pub struct StackConfig {
     pub simulator: Option<SimulatorConfig>,
     /// `AUTH_MODE=jwt`: the authorizer runs on `$connect`, as API Gateway runs it.
     pub auth: Option<AuthConfig>,
+    /// `BROADCAST_MODE`: conflated rounds (the default) or a broadcast per stream batch.
+    pub mode: BroadcastMode,
+    /// `POST_BUDGET_PER_SECOND` (0: fanout posts unpaced).
+    pub post_budget: u32,
+    /// `ROUND_LEASE_SECONDS`.
+    pub round_lease: Duration,
+    /// The processor's schedule (EventBridge's rate in AWS).
+    pub schedule: Duration,
+    /// The end-to-end canary against the gateway (`None`: off).
+    pub canary: Option<LocalCanary>,
 }
 
 impl StackConfig {
-    /// `make dev`: production's names, snappier batching than production's 5 s window.
+    /// `make dev`: production's names, snappier batching than production's 5 s window, and
+    /// the gateway throttled as an AWS account is by default (10,000 posts/s, burst 5,000).
     pub fn dev(port: u16) -> Self {
         Self {
             names: Names::production_defaults(),
             buckets: Buckets::SEED,
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            gateway: GatewayConfig::default(),
+            gateway: GatewayConfig {
+                throttle: Some(Throttle::new(10_000.0, 5_000)),
+                ..GatewayConfig::default()
+            },
             stream: StreamSourceConfig {
                 window: Duration::from_millis(500),
                 ..StreamSourceConfig::default()
@@ -75,6 +93,11 @@ impl StackConfig {
             max_message_bytes: processor::message::MAX_MESSAGE_BYTES,
             simulator: Some(SimulatorConfig::default()),
             auth: None,
+            mode: BroadcastMode::Rounds,
+            post_budget: rounds::settings::DEFAULT_POST_BUDGET,
+            round_lease: Duration::from_secs(60),
+            schedule: Duration::from_secs(60),
+            canary: Some(LocalCanary::default()),
         }
     }
 
@@ -91,6 +114,7 @@ impl StackConfig {
             },
             function_timeout: Duration::from_secs(3),
             simulator: None,
+            canary: None,
             ..Self::dev(0)
         }
     }
@@ -105,6 +129,10 @@ pub struct Stack {
     pub stream_stats: Arc<StreamStats>,
     pub queue_stats: Arc<QueueStats>,
     stop: CancellationToken,
+    /// The queue poller's own stop, a child of `stop` ([`Stack::stop_fanout`]).
+    fanout_stop: CancellationToken,
+    /// The canary's runs so far (none when it is off).
+    pub canary_runs: Arc<CanaryRuns>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -125,17 +153,34 @@ impl Stack {
         );
 
         let stop = CancellationToken::new();
+        let fanout_stop = stop.child_token();
         let stream_stats = Arc::new(StreamStats::default());
         let queue_stats = Arc::new(QueueStats::default());
-        let processor = processor_function(&registry, &queue, &config);
-        let fanout = fanout_function(sdk, &registry, queue, &gateway, &config);
+        let coordinator = Coordinator {
+            store: RoundStore::new(dynamo.clone(), &resources.names.state_table),
+            ticks: Ticks::new(sqs.clone(), &resources.tick_queue_url),
+        };
+        let processor = processor_function(&registry, &queue, &coordinator, &resources, &config);
+        let fanout = fanout_function(sdk, &registry, queue, &gateway, &coordinator, &config);
         let mut tasks = vec![
             tokio::spawn(
-                stream_poller(sdk, &sqs, &resources, &config, processor, &stream_stats)
-                    .run(stop.clone()),
+                stream_poller(
+                    sdk,
+                    &sqs,
+                    &resources,
+                    &config,
+                    processor.clone(),
+                    &stream_stats,
+                )
+                .run(stop.clone()),
             ),
             tokio::spawn(
-                queue_poller(&sqs, &resources, &config, fanout, &queue_stats).run(stop.clone()),
+                tick_poller(&sqs, &resources, &config, processor.clone()).run(stop.clone()),
+            ),
+            tokio::spawn(schedule(processor, config.schedule, stop.clone())),
+            tokio::spawn(
+                queue_poller(&sqs, &resources, &config, fanout, &queue_stats)
+                    .run(fanout_stop.clone()),
             ),
         ];
         if let Some(simulation) = config.simulator {
@@ -146,6 +191,18 @@ impl Stack {
                 stop.clone(),
             )));
         }
+        let canary_runs = Arc::new(CanaryRuns::default());
+        if let Some(local) = config.canary {
+            tasks.extend(canary::spawn(
+                sdk,
+                gateway.ws_url(),
+                resources.names.metrics_table.clone(),
+                config.auth.as_ref(),
+                local,
+                &canary_runs,
+                stop.clone(),
+            ));
+        }
         Ok(Self {
             gateway,
             resources,
@@ -155,6 +212,8 @@ impl Stack {
             stream_stats,
             queue_stats,
             stop,
+            fanout_stop,
+            canary_runs,
             tasks,
         })
     }
@@ -166,6 +225,13 @@ impl Stack {
     pub fn page_url(&self) -> String {
         let addr = self.gateway.local_addr();
         format!("http://{}:{}/", addr.ip(), addr.port())
+    }
+
+    /// Stops the fanout queue's poller alone, as a disabled event source mapping or a dead
+    /// fanout would: invocations in progress finish, no message is received after. Jobs then
+    /// wait in the queue and nothing reaches a dashboard (tests of what the canary sees).
+    pub fn stop_fanout(&self) {
+        self.fanout_stop.cancel();
     }
 
     /// Stops the pollers and the simulator, then the gateway (running `$disconnect`s).
@@ -224,18 +290,76 @@ fn connect_authorizer(auth: &AuthConfig) -> anyhow::Result<Arc<dyn Authorizer>> 
 fn processor_function(
     registry: &Registry,
     queue: &JobQueue,
+    coordinator: &Coordinator,
+    resources: &Resources,
     config: &StackConfig,
 ) -> Arc<Processor> {
+    let rounds = (config.mode == BroadcastMode::Rounds).then(|| RoundSettings {
+        table_name: resources.names.state_table.clone(),
+        tick_queue_url: resources.tick_queue_url.clone(),
+        lease: config.round_lease,
+        budget_per_second: config.post_budget,
+    });
     Arc::new(Processor {
         registry: registry.clone(),
         queue: queue.clone(),
+        rounds: rounds.is_some().then(|| coordinator.clone()),
         config: ProcessorConfig {
             registry: registry.config().clone(),
             queue: QueueSettings::for_url(queue.url()),
             max_message_bytes: config.max_message_bytes,
             broadcast: config.broadcast,
+            rounds,
         },
     })
+}
+
+/// The tick queue's event source mapping: each batch of ticks is one `tick()`.
+fn tick_poller(
+    sqs: &aws_sdk_sqs::Client,
+    resources: &Resources,
+    config: &StackConfig,
+    processor: Arc<Processor>,
+) -> Arc<QueuePoller> {
+    Arc::new(QueuePoller {
+        sqs: sqs.clone(),
+        queue_url: resources.tick_queue_url.clone(),
+        queue_arn: resources.tick_queue_arn.clone(),
+        config: config.queue,
+        function: Arc::new(function(move |_: SqsEvent| {
+            let processor = processor.clone();
+            async move {
+                let report = processor.tick().await?;
+                report.log();
+                Ok::<SqsBatchResponse, InvokeError>(SqsBatchResponse::default())
+            }
+        })),
+        stats: Arc::new(QueueStats::default()),
+    })
+}
+
+/// The processor's schedule, as EventBridge runs it: a tick every `every`.
+async fn schedule(processor: Arc<Processor>, every: Duration, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        match processor.tick().await {
+            Ok(report) => report.log(),
+            Err(error) => tracing::error!(%error, "scheduled tick failed"),
+        }
+        if let Ok(Some(status)) = processor.round_status().await {
+            tracing::info!(
+                round_age_ms = status.round_age_ms,
+                pending_entities = status.pending_entities,
+                "rounds status"
+            );
+        }
+    }
 }
 
 /// The fanout "function", posting through the gateway's management API.
@@ -244,14 +368,24 @@ fn fanout_function(
     registry: &Registry,
     queue: JobQueue,
     gateway: &Gateway,
+    coordinator: &Coordinator,
     config: &StackConfig,
 ) -> Arc<Fanout<ManagementApi>> {
+    let budget = (config.post_budget > 0).then(|| PostBudget {
+        windows: Windows::Dynamo(DynamoWindows::new(
+            registry.client().clone(),
+            coordinator.store.table(),
+        )),
+        per_second: config.post_budget,
+    });
     Arc::new(Fanout {
         poster: ManagementApi::new(sdk, &gateway.management_endpoint()),
         registry: registry.clone(),
         queue,
         policy: config.policy,
         concurrency: config.fanout_concurrency,
+        budget,
+        rounds: Some(coordinator.clone()),
     })
 }
 
