@@ -13,7 +13,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { emf, MetricName } from "./catalogue";
-import { deployedFunctions, functionName, queueNames, Settings } from "./config";
+import { deployedFunctions, functionName, queueNames, roundsActive, Settings } from "./config";
 
 /** One metric with the statistic an alarm or a graph reads it with (`Sum`, `Maximum`, `p99`...). */
 export interface MetricRef {
@@ -79,6 +79,7 @@ export function alarmSpecs(settings: Settings, targets: AlarmTargets): AlarmSpec
     });
     const fanoutMetric = (name: MetricName<"fanout">, stat: string): MetricRef => ({ ...emf(stage, "fanout", name), stat });
     const authorizerMetric = (name: MetricName<"authorizer">, stat: string): MetricRef => ({ ...emf(stage, "authorizer", name), stat });
+    const roundsMetric = (name: MetricName<"rounds">, stat: string): MetricRef => ({ ...emf(stage, "rounds", name), stat });
     const fiveMinutes = { period: 300, evaluationPeriods: 1, datapointsToAlarm: 1 };
 
     const specs: AlarmSpec[] = [
@@ -285,6 +286,54 @@ export function alarmSpecs(settings: Settings, targets: AlarmTargets): AlarmSpec
             threshold: 0,
             comparisonOperator: "GreaterThanThreshold",
             // Counted per invocation: no invocation, no post refused.
+            treatMissingData: "notBreaching",
+        },
+    );
+
+    // Conflated rounds (rounds.ts). The schedule sends RoundAge every minute while rounds run
+    // (broadcastMode rounds, broadcasts on); otherwise nothing sends it, on purpose.
+    specs.push(
+        {
+            name: "round-stuck",
+            description: `The broadcast round in flight has run for more than ${t.roundStuckSeconds} s (RoundAge, 2 minutes), or the schedule that reports it is silent: no new round starts, so dashboards get no updates.`,
+            metric: roundsMetric("RoundAge", "Maximum"),
+            period: 60,
+            evaluationPeriods: 2,
+            datapointsToAlarm: 2,
+            threshold: t.roundStuckSeconds * 1000,
+            comparisonOperator: "GreaterThanThreshold",
+            // The schedule emits RoundAge every minute, 0 when no round is in flight: silence
+            // means the schedule, its permission or the processor is broken, and with it the
+            // safety net that replaces a stuck round: breaching. In batch mode, or with broadcasts
+            // switched off, the schedule is disabled: nothing to miss.
+            treatMissingData: roundsActive(settings) ? "breaching" : "notBreaching",
+        },
+        {
+            name: "staleness-high",
+            description: `Changes took more than ${t.stalenessSeconds} s to reach every dashboard (Staleness, Maximum per minute, 3 minutes in a row): rounds are slower than the design allows for this fleet and budget.`,
+            // Maximum, not p99: a round's Staleness is already the worst case of the changes it
+            // carried (its oldest change to the round's end). At scale a minute holds a few
+            // rounds (each takes dashboards / budget seconds), so a minute's p99 is its maximum
+            // anyway; where rounds are many (a small fleet), a slow tail three minutes in a row is
+            // still dashboards that far behind. A single slow round does not page: 3 of 3.
+            metric: roundsMetric("Staleness", "Maximum"),
+            period: 60,
+            evaluationPeriods: 3,
+            datapointsToAlarm: 3,
+            threshold: t.stalenessSeconds * 1000,
+            comparisonOperator: "GreaterThanThreshold",
+            // Sent when a round ends: a quiet system has no rounds and so no staleness. A stuck
+            // pipeline is round-stuck's (and the canary's) to see.
+            treatMissingData: "notBreaching",
+        },
+        {
+            name: "rounds-expired",
+            description: "A broadcast round was ended by its lease: its completion was lost (a fanout crashed or timed out, a job went to the DLQ), and its dashboards may have missed it.",
+            metric: roundsMetric("RoundsExpired", "Sum"),
+            ...fiveMinutes,
+            threshold: t.roundsExpired,
+            comparisonOperator: "GreaterThanThreshold",
+            // Counted by every processor invocation (0 when none expired); no invocation, no expiry.
             treatMissingData: "notBreaching",
         },
     );

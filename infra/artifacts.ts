@@ -11,15 +11,15 @@ import * as fs from "fs";
 import * as path from "path";
 import * as zlib from "zlib";
 
-import { Architecture, FunctionName, Settings } from "./config";
+import { Architecture, Settings } from "./config";
 
 /** ELF e_machine values of the two Lambda architectures. */
 export const ELF_MACHINE: Record<Architecture, number> = { x86_64: 0x3e, arm64: 0xb7 };
 
 export class ArtifactError extends Error {}
 
-/** The zip to deploy: `<fn>/bootstrap.zip`, or the per-commit copy config `artifactBuild` names. */
-export function artifactPath(settings: Settings, fn: FunctionName): string {
+/** The zip of `fn` (a FunctionName, or the canary) to deploy: `<fn>/bootstrap.zip`, or the per-commit copy config `artifactBuild` names. */
+export function artifactPath(settings: Settings, fn: string): string {
     const file = settings.artifactBuild === undefined ? "bootstrap.zip" : `bootstrap-${settings.artifactBuild}-${settings.architecture}.zip`;
     return path.join(settings.artifactsDir, fn, file);
 }
@@ -109,7 +109,7 @@ export function zipArchitecture(zipPath: string): Architecture {
  * manifest, if any) are for the stack's architecture. Returns the zip's path and the build
  * (git commit) it was made from, when package.sh recorded one.
  */
-export function checkedArtifact(settings: Settings, fn: FunctionName): { zip: string; build?: string } {
+export function checkedArtifact(settings: Settings, fn: string): { zip: string; build?: string } {
     const zip = artifactPath(settings, fn);
     const lambdaArch = settings.architecture;
     const rebuild = `run \`LAMBDA_ARCH=${lambdaArch} make package\``;

@@ -66,6 +66,26 @@
 //   Pings count against API Gateway's account throttle (10,000 requests/s by default), which
 //   PostToConnection shares: 1,000,000 dashboards pinging every 60 s would use 16,667/s alone.
 //   connectThrottleRate / connectThrottleBurst  $connect route throttle            500 / 500
+//   Broadcast rounds and the posting budget (rounds/src/settings.rs; RUNBOOK "The posting budget
+//   and the broadcast modes"). The state table <prefix>-broadcast-state (STATE_TABLE_NAME) holds
+//   the pending changes, the round in flight and the budget's windows; the tick queue
+//   <prefix>-ticks (TICK_QUEUE_URL) and the schedule <prefix>-processor-tick wake the processor.
+//   broadcastMode             BROADCAST_MODE: rounds (changes merge per entity, one  rounds
+//                             round in flight per stage) | batch (every stream batch is a
+//                             broadcast at once: the first design, a fallback)
+//   postBudgetPerSecond       POST_BUDGET_PER_SECOND (processor and fanout), 0..1000000: posts/s  9000
+//                             all fanout invocations together pace to; 0 = unpaced (429s decide).
+//                             It shares the account throttle with pings and the account's other APIs
+//   roundLeaseSeconds         ROUND_LEASE_SECONDS, 10..3600: how long a round may run before  60
+//                             another replaces it, on top of twice its posts' time at the budget
+//   roundStuckSeconds         round-stuck's threshold (RoundAge), 60..86400; at least    max(300, lease
+//                             roundLeaseSeconds + twice a round to expectedDashboards      + 2 x posting
+//                             at the budget + 60 s (the schedule): a round past that         + 60)
+//                             should have been replaced by its lease
+//   stalenessAlarmSeconds     staleness-high's threshold (Staleness), 1..86400; above the   max(60, 2 x
+//                             design's bound, twice a round to expectedDashboards at the   bound)
+//                             budget + the stream's 5 s batching window
+//   roundsExpiredThreshold    rounds-expired: rounds ended by their lease per 5 min  0
 //   Authentication of $connect (RUNBOOK "Turn authentication on or off"; authorizer/src/config.rs):
 //   authMode                  none: no authorizer, $connect is open (the seed).   none
 //                             jwt: the `authorizer` function, a Lambda REQUEST authorizer,
@@ -107,7 +127,10 @@
 //     requeuedDeliveriesThreshold (10000 per 5 min), deliveryLatencyP99Ms (60000),
 //     fanoutQueueAgeMaxSeconds (300), apiIntegrationErrorsThreshold (10),
 //     apiExecutionErrorsThreshold (0), apiClientErrorsThreshold (100),
-//     authDeniedAlarmThreshold (100: tokens refused with 403 per 5 min, authMode jwt)
+//     authDeniedAlarmThreshold (100: tokens refused with 403 per 5 min, authMode jwt); the
+//     rounds' (roundStuckSeconds, stalenessAlarmSeconds, roundsExpiredThreshold) are above
+//   canaryEnabled, canaryTimeoutMs, canaryLatencyMaxMs, canaryFailuresThreshold, canaryMemoryMb,
+//     canaryLiveVersion: the end-to-end canary's, listed with their defaults at the top of canary.ts
 
 import * as path from "path";
 
@@ -136,6 +159,8 @@ export const SQS_MAX_MESSAGE_BYTES = 1048576;
 export const MIN_ROUTE_THROTTLE = 1000;
 /** API Gateway's default account-level burst (requests), shared by every API in the region. */
 export const API_GATEWAY_ACCOUNT_BURST = 5000;
+/** API Gateway's default account-level throttle (requests/s), shared the same way. */
+export const API_GATEWAY_ACCOUNT_RATE = 10000;
 
 /** The DynamoDB Streams -> processor mapping (DESIGN.md; the seed's batching). */
 export const STREAM_MAPPING = {
@@ -147,6 +172,28 @@ export const STREAM_MAPPING = {
     // One batch per shard at a time keeps updates to an entity in stream order.
     parallelizationFactor: 1,
 } as const;
+
+/**
+ * The tick queue -> processor mapping. A tick only says "see whether a round should start", so
+ * ticks are taken ten at a time and two invocations at most (SQS mappings' minimum) are plenty;
+ * the rounds' state is guarded by conditional writes, not by this limit.
+ */
+export const TICK_MAPPING = {
+    batchSize: 10,
+    maximumBatchingWindowInSeconds: 0,
+    maximumConcurrency: 2,
+    /** Receives before a tick goes to the tick DLQ (a tick the processor failed on 5 times). */
+    maxReceiveCount: 5,
+    /** A day: an older tick asks for nothing the schedule has not done since. */
+    retentionSeconds: 86400,
+} as const;
+
+/** The safety tick: EventBridge's finest schedule; round-stuck's one-minute periods count on it. */
+export const TICK_SCHEDULE = "rate(1 minute)";
+
+/** BROADCAST_MODE (rounds/src/settings.rs `BroadcastMode`). */
+export const BROADCAST_MODES = ["rounds", "batch"] as const;
+export type BroadcastMode = (typeof BROADCAST_MODES)[number];
 
 /** The modes of $connect authentication (authorizer/src/config.rs `AuthMode`). */
 export const AUTH_MODES = ["none", "jwt"] as const;
@@ -204,6 +251,18 @@ export interface Settings {
     };
     /** RUNBOOK.md "Disable broadcasts": the two event source mappings' switches. */
     switches: { broadcasts: boolean; deliveries: boolean };
+    /** Conflated broadcast rounds and the posting budget (rounds/src/settings.rs). */
+    broadcast: {
+        mode: BroadcastMode;
+        /** POST_BUDGET_PER_SECOND, processor and fanout; 0: unpaced. */
+        postBudgetPerSecond: number;
+        /** ROUND_LEASE_SECONDS. */
+        roundLeaseSeconds: number;
+        /** STATE_TABLE_NAME: `<prefix>-broadcast-state`, one per stack (one round in flight per stage). */
+        stateTableName: string;
+        /** The tick queue's visibility timeout (6x the processor's timeout) and retention. */
+        tickQueue: { visibilityTimeoutSeconds: number; retentionSeconds: number; maxReceiveCount: number };
+    };
     fanout: {
         memoryMb: number;
         timeoutSeconds: number;
@@ -242,6 +301,12 @@ export interface Settings {
         apiClientErrors: number;
         /** Tokens refused (EMF `Denied` of the authorizer) per 5 minutes. */
         authDenied: number;
+        /** round-stuck: RoundAge above this (s) for 2 minutes. */
+        roundStuckSeconds: number;
+        /** staleness-high: Staleness (Maximum) above this (s) for 3 minutes. */
+        stalenessSeconds: number;
+        /** rounds-expired: rounds ended by their lease per 5 minutes. */
+        roundsExpired: number;
     };
 }
 
@@ -513,6 +578,65 @@ function routeThrottle(c: Reader): Pick<Settings["api"], "heartbeat" | "throttle
     return { heartbeat: { dashboards, pingIntervalSeconds, messagesPerSecond, headroom }, throttleRate, throttleBurst };
 }
 
+/**
+ * Rounds and the posting budget, and the thresholds of their alarms, which scale with the fleet:
+ * a round to every expected dashboard posts for dashboards / budget seconds (unpaced, at the
+ * account throttle). Defaults are sized from that; a threshold the design itself reaches on
+ * normal load is an error, as it would page for nothing.
+ */
+function broadcastSettings(
+    c: Reader,
+    prefix: string,
+    dashboards: number,
+    processorTimeoutSeconds: number,
+): { broadcast: Settings["broadcast"]; alarms: Pick<Settings["alarms"], "roundStuckSeconds" | "stalenessSeconds" | "roundsExpired"> } {
+    const mode = c.oneOf<BroadcastMode>("broadcastMode", "rounds", BROADCAST_MODES);
+    const postBudgetPerSecond = c.int("postBudgetPerSecond", 9000, 0, 1000000);
+    const roundLeaseSeconds = c.int("roundLeaseSeconds", 60, 10, 3600);
+    const rate = postBudgetPerSecond > 0 ? postBudgetPerSecond : API_GATEWAY_ACCOUNT_RATE;
+    const pace = postBudgetPerSecond > 0 ? `postBudgetPerSecond ${postBudgetPerSecond}/s` : `the account throttle (${API_GATEWAY_ACCOUNT_RATE}/s, unpaced)`;
+    // rounds/src/round.rs `lease_until`: the base lease plus twice the round's posting time. A
+    // round past its lease is replaced at the next tick: its lease tick, or the schedule's a
+    // minute later at most. RoundAge beyond that means the replacement itself is not happening.
+    const twoRounds = Math.ceil((2 * dashboards) / rate);
+    const replacedWithin = roundLeaseSeconds + twoRounds + 60;
+    const roundStuckSeconds = c.int("roundStuckSeconds", Math.max(300, replacedWithin), 60, 86400);
+    if (roundStuckSeconds < replacedWithin) {
+        throw new ConfigError(
+            `roundStuckSeconds=${roundStuckSeconds} is below ${replacedWithin} s, the longest a round runs before another replaces it: roundLeaseSeconds (${roundLeaseSeconds}) + twice a round to expectedDashboards (${dashboards}) at ${pace} (${twoRounds} s) + 60 s for the schedule's tick. round-stuck would page for rounds their lease is about to end (rounds-expired reports those); raise it`,
+        );
+    }
+    // A change that comes just after a round started waits for that round and then its own,
+    // after the stream mapping's batching window: the bound rounds are designed to keep.
+    const stalenessBound = twoRounds + STREAM_MAPPING.maximumBatchingWindowInSeconds;
+    const stalenessSeconds = c.int("stalenessAlarmSeconds", Math.max(60, 2 * stalenessBound), 1, 86400);
+    if (stalenessSeconds <= stalenessBound) {
+        throw new ConfigError(
+            `stalenessAlarmSeconds=${stalenessSeconds} is not above ${stalenessBound} s, the staleness rounds reach on normal load at expectedDashboards (${dashboards}) and ${pace}: twice a round's posting time (${twoRounds} s) + the stream's ${STREAM_MAPPING.maximumBatchingWindowInSeconds} s batching window. staleness-high would page for a healthy stack; raise it`,
+        );
+    }
+    return {
+        broadcast: {
+            mode,
+            postBudgetPerSecond,
+            roundLeaseSeconds,
+            stateTableName: `${prefix}-broadcast-state`,
+            tickQueue: {
+                // Above the processor's timeout, six times as for the fan-out queue (AWS's advice
+                // for SQS event sources); a tick retried late costs nothing, the schedule runs meanwhile.
+                visibilityTimeoutSeconds: Math.min(6 * processorTimeoutSeconds, 43200),
+                retentionSeconds: TICK_MAPPING.retentionSeconds,
+                maxReceiveCount: TICK_MAPPING.maxReceiveCount,
+            },
+        },
+        alarms: {
+            roundStuckSeconds,
+            stalenessSeconds,
+            roundsExpired: c.int("roundsExpiredThreshold", 0, 0, 100000000),
+        },
+    };
+}
+
 export function loadSettings(source: ConfigSource, project: string, stack: string): Settings {
     const c = new Reader(source);
     const prefix = `${project}-${stack}`;
@@ -575,6 +699,9 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
         );
     }
 
+    const throttle = routeThrottle(c);
+    const rounds = broadcastSettings(c, prefix, throttle.heartbeat.dashboards, processorTimeoutSeconds);
+
     const settings: Settings = {
         project,
         stack,
@@ -622,6 +749,7 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
             broadcasts: c.bool("broadcastsEnabled", true),
             deliveries: c.bool("deliveriesEnabled", true),
         },
+        broadcast: rounds.broadcast,
         fanout: {
             memoryMb: c.int("fanoutMemoryMb", 512, 128, 10240),
             timeoutSeconds: fanoutTimeoutSeconds,
@@ -632,7 +760,7 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
         },
         api: {
             stageName: c.string("stageName", "prod"),
-            ...routeThrottle(c),
+            ...throttle,
             connectThrottleRate: c.int("connectThrottleRate", 500, 1, 100000),
             connectThrottleBurst: c.int("connectThrottleBurst", 500, 1, 100000),
             loggingLevel: c.oneOf("apiLoggingLevel", "ERROR", ["ERROR", "INFO", "OFF"] as const),
@@ -654,12 +782,21 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
             apiExecutionErrors: c.int("apiExecutionErrorsThreshold", 0, 0, 100000000),
             apiClientErrors: c.int("apiClientErrorsThreshold", 100, 0, 100000000),
             authDenied: c.int("authDeniedAlarmThreshold", 100, 0, 100000000),
+            ...rounds.alarms,
         },
     };
     if (!/^[A-Za-z0-9_]{1,128}$/.test(settings.api.stageName)) {
         throw new ConfigError(`config stageName=${JSON.stringify(settings.api.stageName)} may hold only letters, digits and _`);
     }
     return settings;
+}
+
+/**
+ * Whether rounds run: broadcastMode rounds with broadcasts on. Only then is the schedule enabled,
+ * and only then does round-stuck count its silence.
+ */
+export function roundsActive(settings: Settings): boolean {
+    return settings.broadcast.mode === "rounds" && settings.switches.broadcasts;
 }
 
 /** The functions this stack deploys: the authorizer only with authMode jwt. */
@@ -676,10 +813,17 @@ export function functionLogGroupName(settings: Settings, fn: FunctionName): stri
     return `/aws/lambda/${functionName(settings, fn)}`;
 }
 
-export function queueNames(settings: Settings): { fanout: string; fanoutDlq: string; streamDlq: string } {
+export function queueNames(settings: Settings): { fanout: string; fanoutDlq: string; streamDlq: string; ticks: string; ticksDlq: string } {
     return {
         fanout: `${settings.prefix}-fanout`,
         fanoutDlq: `${settings.prefix}-fanout-dlq`,
         streamDlq: `${settings.prefix}-stream-dlq`,
+        ticks: `${settings.prefix}-ticks`,
+        ticksDlq: `${settings.prefix}-ticks-dlq`,
     };
+}
+
+/** The schedule that invokes the processor every minute (the rounds' safety tick). */
+export function tickScheduleName(settings: Settings): string {
+    return `${settings.prefix}-processor-tick`;
 }

@@ -1,14 +1,16 @@
 // One CloudWatch dashboard: a graph per alarm (its metric and statistic, or its metric-math
 // expression over hidden input metrics, at the alarm's period, with the threshold drawn), then
-// the throughput figures that explain them. Every custom metric carries its catalogue
-// dimensions (Service and this stack's Stage), as the functions emit them.
+// the posting budget and the rounds (posts per second against the budget, staleness, round
+// duration and age, pending entities), then the throughput figures that explain them. Every
+// custom metric carries its catalogue dimensions (Service and this stack's Stage), as the
+// functions emit them.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { AlarmSpec } from "./alarms";
 import { emf, MetricName, Service } from "./catalogue";
-import { Settings } from "./config";
+import { API_GATEWAY_ACCOUNT_RATE, Settings } from "./config";
 
 type MetricRow = pulumi.Input<string | Record<string, unknown>>[];
 
@@ -62,15 +64,15 @@ export function dashboard(
         width: 24,
         height: 2,
         properties: {
-            markdown: `# ${settings.prefix} WebSocket fan-out\nOne graph per alarm (red line: threshold; each alarm is a section of RUNBOOK.md), then throughput.`,
+            markdown: `# ${settings.prefix} WebSocket fan-out\nOne graph per alarm (red line: threshold; each alarm is a section of RUNBOOK.md), then the posting budget and the rounds, then throughput.`,
         },
     });
     y += 2;
 
     const stage = settings.api.stageName;
-    const emfRow = <S extends Service>(service: S, name: MetricName<S>, stat = "Sum"): MetricRow => {
+    const emfRow = <S extends Service>(service: S, name: MetricName<S>, stat = "Sum", options: Record<string, unknown> = {}): MetricRow => {
         const m = emf(stage, service, name);
-        return metricRow(m.namespace, m.metricName, m.dimensions, { stat, label: `${service} ${name}` });
+        return metricRow(m.namespace, m.metricName, m.dimensions, { stat, label: `${service} ${name}`, ...options });
     };
 
     specs.forEach((spec, i) => {
@@ -95,7 +97,56 @@ export function dashboard(
     });
     y += Math.ceil(specs.length / 3) * 6;
 
-    const throughput: { title: string; metrics: MetricRow[] }[] = [
+    // Posts per second against the posting budget: the fanout's Posts (one value per invocation)
+    // summed per period, over the period's seconds; the budget and the account throttle drawn.
+    const budget = settings.broadcast.postBudgetPerSecond;
+    const rateLines = [
+        ...(budget > 0 ? [{ label: `posting budget (${budget}/s)`, value: budget, color: "#2ca02c" }] : []),
+        { label: `account throttle, default (${API_GATEWAY_ACCOUNT_RATE}/s, shared)`, value: API_GATEWAY_ACCOUNT_RATE, color: "#d62728" },
+    ];
+    const rounds: { title: string; metrics: MetricRow[]; extra?: Record<string, unknown> }[] = [
+        {
+            title: budget > 0 ? "posts per second against the budget" : "posts per second (unpaced: postBudgetPerSecond 0)",
+            metrics: [
+                emfRow("fanout", "Posts", "Sum", { id: "posts", visible: false }),
+                [{ id: "rate", expression: "posts / PERIOD(posts)", label: "posts/s" }],
+                emfRow("fanout", "BudgetWait", "Sum", { label: "ms waited for the budget (sum)", yAxis: "right" }),
+                emfRow("fanout", "Throttled", "Sum", { label: "429s (sum)", yAxis: "right" }),
+            ],
+            extra: { annotations: { horizontal: rateLines }, yAxis: { left: { min: 0, label: "posts/s" } } },
+        },
+        {
+            title: `staleness, p50 / p99 / max (ms; alarm over ${settings.alarms.stalenessSeconds} s)`,
+            metrics: [
+                emfRow("rounds", "Staleness", "p50", { label: "staleness p50" }),
+                emfRow("rounds", "Staleness", "p99", { label: "staleness p99" }),
+                emfRow("rounds", "Staleness", "Maximum", { label: "staleness max" }),
+            ],
+            extra: { annotations: { horizontal: [{ label: "staleness-high", value: settings.alarms.stalenessSeconds * 1000, color: "#d62728" }] } },
+        },
+        {
+            title: "round duration p50 / p99 and round age (ms)",
+            metrics: [
+                emfRow("rounds", "RoundDuration", "p50", { label: "round duration p50" }),
+                emfRow("rounds", "RoundDuration", "p99", { label: "round duration p99" }),
+                emfRow("rounds", "RoundAge", "Maximum", { label: "age of the round in flight (schedule)" }),
+            ],
+        },
+        {
+            title: "rounds: pending entities, entities per round, started, expired",
+            metrics: [
+                emfRow("rounds", "PendingEntities", "Maximum", { label: "pending entities (schedule)" }),
+                emfRow("rounds", "RoundEntities", "Average", { label: "entities per round (avg)" }),
+                emfRow("rounds", "RoundsStarted", "Sum", { label: "rounds started", yAxis: "right" }),
+                emfRow("rounds", "RoundsExpired", "Sum", { label: "rounds expired (lease)", yAxis: "right" }),
+                emfRow("processor", "ChangesPending", "Sum", { label: "changes recorded pending" }),
+                emfRow("processor", "ChangesStale", "Sum", { label: "changes older than recorded (replays)" }),
+            ],
+        },
+    ];
+
+    const throughput: { title: string; metrics: MetricRow[]; extra?: Record<string, unknown> }[] = [
+        ...rounds,
         {
             title: "fanout deliveries",
             metrics: [
@@ -155,7 +206,7 @@ export function dashboard(
             y: y + Math.floor(i / 2) * 6,
             width: 12,
             height: 6,
-            properties: { title: w.title, region, view: "timeSeries", stacked: false, period: 60, metrics: w.metrics },
+            properties: { title: w.title, region, view: "timeSeries", stacked: false, period: 60, metrics: w.metrics, ...w.extra },
         });
     });
 

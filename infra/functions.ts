@@ -113,12 +113,23 @@ export function registryEnvironment(settings: Settings, tableName: pulumi.Input<
     };
 }
 
-/** processor/src/config.rs `ProcessorConfig` (which reads `RegistryConfig` too). */
+/** What rounds need: the state table and the tick queue (rounds/src/settings.rs). */
+export interface RoundResources {
+    stateTableName: pulumi.Input<string>;
+    tickQueueUrl: pulumi.Input<string>;
+}
+
+/**
+ * processor/src/config.rs `ProcessorConfig` (which reads `RegistryConfig` too) and, in rounds
+ * mode, `RoundSettings`; set in batch mode as well, so that switching modes is one variable.
+ */
 export function processorEnvironment(
     settings: Settings,
     tableName: pulumi.Input<string>,
     fanoutQueueUrl: pulumi.Input<string>,
+    rounds: RoundResources,
 ): Environment {
+    const b = settings.broadcast;
     return {
         ...registryEnvironment(settings, tableName),
         FANOUT_QUEUE_URL: fanoutQueueUrl,
@@ -128,15 +139,25 @@ export function processorEnvironment(
         QUEUE_MAX_MESSAGE_BYTES: String(settings.queue.maxMessageBytes),
         QUERY_PAGE_SIZE: String(settings.processor.queryPageSize),
         SEND_CONCURRENCY: String(settings.processor.sendConcurrency),
+        BROADCAST_MODE: b.mode,
+        // The processor sizes a round's lease from it; the fanout paces to it.
+        POST_BUDGET_PER_SECOND: String(b.postBudgetPerSecond),
+        ROUND_LEASE_SECONDS: String(b.roundLeaseSeconds),
+        STATE_TABLE_NAME: rounds.stateTableName,
+        TICK_QUEUE_URL: rounds.tickQueueUrl,
     };
 }
 
-/** fanout/src/config.rs `FanoutConfig` (which reads `RegistryConfig` too). */
+/**
+ * fanout/src/config.rs `FanoutConfig` (which reads `RegistryConfig` too): the posting budget's
+ * windows are in the state table; a round's last job ends it and sends a tick.
+ */
 export function fanoutEnvironment(
     settings: Settings,
     tableName: pulumi.Input<string>,
     fanoutQueueUrl: pulumi.Input<string>,
     managementEndpoint: pulumi.Input<string>,
+    rounds: RoundResources,
 ): Environment {
     return {
         ...registryEnvironment(settings, tableName),
@@ -146,6 +167,9 @@ export function fanoutEnvironment(
         QUEUE_MAX_MESSAGE_BYTES: String(settings.queue.maxMessageBytes),
         FANOUT_CONCURRENCY: String(settings.fanout.concurrency),
         FANOUT_MAX_ATTEMPTS: String(settings.fanout.maxAttempts),
+        POST_BUDGET_PER_SECOND: String(settings.broadcast.postBudgetPerSecond),
+        STATE_TABLE_NAME: rounds.stateTableName,
+        TICK_QUEUE_URL: rounds.tickQueueUrl,
     };
 }
 

@@ -5,7 +5,8 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
-export type Condition = Record<string, Record<string, string>>;
+/** Operator -> condition key -> value(s), e.g. `{ "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": ["a", "b"] } }`. */
+export type Condition = Record<string, Record<string, string | string[]>>;
 
 export interface Statement {
     Sid: string;

@@ -1,6 +1,8 @@
 // The IOps dashboard real-time fan-out back end (see DESIGN.md):
 //   browser -ws-> API Gateway [-> authorizer, authMode jwt] -> connect / disconnect / message -> connections table
 //   metrics table stream -> processor -> fan-out queue (+ DLQ) -> fanout -> PostToConnection
+//   rounds (rounds.ts): processor <- tick queue (+ DLQ) and a schedule; state in the broadcast state table
+//   every minute: canary -> heartbeat write to the metrics table ... its update back over a WebSocket
 // Build the functions first: `make package`. Names, config keys and alarms: RUNBOOK.md.
 
 import * as aws from "@pulumi/aws";
@@ -9,13 +11,15 @@ import * as pulumi from "@pulumi/pulumi";
 import { alarms, alarmSpecs, alarmTopic } from "./alarms";
 import { websocketApi } from "./api";
 import { authorizerStatements } from "./authorizer";
+import { canary, canarySettings } from "./canary";
 import { LIVE_ALIAS, loadSettings } from "./config";
 import { dashboard } from "./dashboard";
 import { allow } from "./iam";
 import { authorizerEnvironment, fanoutEnvironment, processorEnvironment, registryEnvironment, rustFunction } from "./functions";
 import { queueMapping, streamMapping } from "./mappings";
 import { queues as createQueues } from "./queues";
-import { connectionsTable, metricsSource } from "./tables";
+import { fanoutRoundStatements, processorRoundStatements, tickMapping, tickSchedule } from "./rounds";
+import { broadcastStateTable, connectionsTable, metricsSource } from "./tables";
 
 const config = new pulumi.Config();
 const settings = loadSettings({ get: (key) => config.get(key) }, pulumi.getProject(), pulumi.getStack());
@@ -23,6 +27,8 @@ const settings = loadSettings({ get: (key) => config.get(key) }, pulumi.getProje
 const table = connectionsTable(settings);
 const metrics = metricsSource(settings);
 const queues = createQueues(settings);
+const state = broadcastStateTable(settings);
+const roundResources = { stateTableName: state.name, tickQueueUrl: queues.ticks.url };
 const indexArn = pulumi.interpolate`${table.arn}/index/${settings.connections.indexName}`;
 
 const registry = {
@@ -66,7 +72,7 @@ const processor = rustFunction(settings, {
     fn: "processor",
     memoryMb: settings.processor.memoryMb,
     timeoutSeconds: settings.processor.timeoutSeconds,
-    environment: processorEnvironment(settings, table.name, queues.fanout.url),
+    environment: processorEnvironment(settings, table.name, queues.fanout.url, roundResources),
     statements: () => [
         allow("PageConnections", ["dynamodb:Query"], [indexArn]),
         allow(
@@ -76,6 +82,7 @@ const processor = rustFunction(settings, {
         ),
         allow("EnqueueFanoutJobs", ["sqs:SendMessage"], [queues.fanout.arn]),
         allow("StreamOnFailureDestination", ["sqs:SendMessage"], [queues.streamDlq.arn]),
+        ...processorRoundStatements(state.arn, queues.ticks.arn),
     ],
 });
 
@@ -83,7 +90,7 @@ const fanout = rustFunction(settings, {
     fn: "fanout",
     memoryMb: settings.fanout.memoryMb,
     timeoutSeconds: settings.fanout.timeoutSeconds,
-    environment: fanoutEnvironment(settings, table.name, queues.fanout.url, ws.managementEndpoint),
+    environment: fanoutEnvironment(settings, table.name, queues.fanout.url, ws.managementEndpoint, roundResources),
     statements: () => [
         // What the queue mapping polls with (the function's role): Lambda needs exactly these
         // three (AWSLambdaSQSQueueExecutionRole); the code itself never receives or deletes.
@@ -94,13 +101,20 @@ const fanout = rustFunction(settings, {
         // The subjects of connections it gives up on, for its log lines (Registry::subjects).
         allow("ReadSubjects", ["dynamodb:BatchGetItem"], [table.arn]),
         allow("PostToConnections", ["execute-api:ManageConnections"], ws.manageConnectionsArns),
+        ...fanoutRoundStatements(state.arn, queues.ticks.arn),
     ],
 });
 
 const streamToProcessor = streamMapping(settings, processor, metrics.streamArn, queues.streamDlq.arn);
 const queueToFanout = queueMapping(settings, fanout, queues.fanout.arn);
+const ticksToProcessor = tickMapping(settings, processor, queues.ticks.arn);
+const schedule = tickSchedule(settings, processor);
 
-const specs = alarmSpecs(settings, { apiId: ws.api.id, stageName: settings.api.stageName });
+// The end-to-end canary (canary.ts): a heartbeat through the whole pipeline every minute.
+const canaryConfig = canarySettings({ get: (key) => config.get(key) }, settings);
+const probe = canaryConfig && canary(settings, canaryConfig, { websocketUrl: ws.websocketUrl, metricsStreamArn: metrics.streamArn });
+
+const specs = [...alarmSpecs(settings, { apiId: ws.api.id, stageName: settings.api.stageName }), ...(probe?.alarms ?? [])];
 const topic = alarmTopic(settings);
 alarms(settings, specs, topic);
 const board = dashboard(settings, specs, aws.getRegionOutput().region, {
@@ -123,6 +137,15 @@ export const fanoutDlqName = queues.fanoutDlq.name;
 export const fanoutDlqUrl = queues.fanoutDlq.url;
 export const streamDlqName = queues.streamDlq.name;
 export const streamDlqUrl = queues.streamDlq.url;
+/** Rounds (RUNBOOK "The posting budget and the broadcast modes"): state, ticks, the schedule. */
+export const broadcastMode = settings.broadcast.mode;
+export const postBudgetPerSecond = settings.broadcast.postBudgetPerSecond;
+export const broadcastStateTableName = state.name;
+export const tickQueueName = queues.ticks.name;
+export const tickQueueUrl = queues.ticks.url;
+export const tickDlqName = queues.ticksDlq.name;
+export const tickDlqUrl = queues.ticksDlq.url;
+export const tickScheduleName = schedule.rule.name;
 /** The alias every caller invokes (RUNBOOK "Roll back a deploy" moves it). */
 export const liveAlias = LIVE_ALIAS;
 export const functionNames = {
@@ -139,5 +162,8 @@ export const authMode = settings.auth.mode;
 export const authorizerId = ws.auth?.authorizer.id;
 export const streamMappingUuid = streamToProcessor.uuid;
 export const fanoutMappingUuid = queueToFanout.uuid;
+export const tickMappingUuid = ticksToProcessor.uuid;
 export const alarmTopicArn = topic.arn;
 export const dashboardName = board.dashboardName;
+/** The end-to-end canary (config canaryEnabled), RUNBOOK "canary-latency". */
+export const canaryFunctionName = probe?.name;

@@ -1,4 +1,5 @@
-// The fan-out queue with its DLQ, and the DLQ that is the stream mapping's on-failure destination.
+// The fan-out queue with its DLQ, the DLQ that is the stream mapping's on-failure destination,
+// and the tick queue with its DLQ: the messages that wake the processor to start the next round.
 
 import * as aws from "@pulumi/aws";
 
@@ -8,6 +9,8 @@ export interface Queues {
     fanout: aws.sqs.Queue;
     fanoutDlq: aws.sqs.Queue;
     streamDlq: aws.sqs.Queue;
+    ticks: aws.sqs.Queue;
+    ticksDlq: aws.sqs.Queue;
 }
 
 export function queues(settings: Settings): Queues {
@@ -52,5 +55,31 @@ export function queues(settings: Settings): Queues {
         sqsManagedSseEnabled: true,
     });
 
-    return { fanout, fanoutDlq, streamDlq };
+    // Ticks (rounds/src/tick.rs): a round that ended, and a round's lease end (sent with a
+    // delay of up to 15 minutes). Every tick means "see whether a round should start", so one
+    // the processor failed on 5 times is only a trace of those failures (processor-errors pages
+    // for them); the schedule does its work every minute regardless.
+    const t = settings.broadcast.tickQueue;
+    const ticksDlq = new aws.sqs.Queue("ticks-dlq", {
+        name: names.ticksDlq,
+        messageRetentionSeconds: q.dlqRetentionSeconds,
+        sqsManagedSseEnabled: true,
+    });
+    const ticks = new aws.sqs.Queue("ticks", {
+        name: names.ticks,
+        // Above the processor's timeout: a batch of ticks is not handed to a second invocation
+        // while the first still runs a round.
+        visibilityTimeoutSeconds: t.visibilityTimeoutSeconds,
+        messageRetentionSeconds: t.retentionSeconds,
+        sqsManagedSseEnabled: true,
+        redrivePolicy: ticksDlq.arn.apply((deadLetterTargetArn) =>
+            JSON.stringify({ deadLetterTargetArn, maxReceiveCount: t.maxReceiveCount }),
+        ),
+    });
+    new aws.sqs.RedriveAllowPolicy("ticks-dlq", {
+        queueUrl: ticksDlq.url,
+        redriveAllowPolicy: ticks.arn.apply((arn) => JSON.stringify({ redrivePermission: "byQueue", sourceQueueArns: [arn] })),
+    });
+
+    return { fanout, fanoutDlq, streamDlq, ticks, ticksDlq };
 }

@@ -1,4 +1,5 @@
-// The connections table (the seed's schema, DESIGN.md) and the metrics table's stream.
+// The connections table (the seed's schema, DESIGN.md), the metrics table's stream, and the
+// broadcast state table of the rounds (rounds/src/store.rs).
 //
 // Tables hold state no deploy can recreate (every open connection; the metrics), so each is
 // protected three ways: DynamoDB's deletion protection (nobody deletes it, console included),
@@ -46,6 +47,38 @@ export function connectionsTable(settings: Settings): aws.dynamodb.Table {
             ],
             // Rows that $disconnect missed expire (epoch seconds, CONNECTION_TTL_SECONDS ahead).
             ttl: { attributeName: "ttl", enabled: true },
+            pointInTimeRecovery: { enabled: true },
+            deletionProtectionEnabled: true,
+        },
+        TABLE_OPTIONS,
+    );
+}
+
+/**
+ * The broadcast state table, `<prefix>-broadcast-state` (STATE_TABLE_NAME of the processor and
+ * the fanout): one per stack, as at most one round is in flight per stage. Its items, all under
+ * `pk` (S) and `sk` (S):
+ *   entity / <keys>             an entity's latest change (the guard against replayed records)
+ *   pending / <keys>            its latest change not yet broadcast (the next round's content)
+ *   round / current             the round in flight, or the last one
+ *   done#<roundId> / <job key>  a finished job of a round (a job delivered twice counts once)
+ *   budget / <window start ms>  the posting budget's count in a 100 ms window (fanout)
+ * Done markers and budget windows expire by TTL (`expiresAt`, epoch seconds). Losing the table
+ * loses the pending changes and every entity's guard, so it is protected as the others are.
+ */
+export function broadcastStateTable(settings: Settings): aws.dynamodb.Table {
+    return new aws.dynamodb.Table(
+        "broadcast-state",
+        {
+            name: settings.broadcast.stateTableName,
+            billingMode: "PAY_PER_REQUEST",
+            hashKey: "pk",
+            rangeKey: "sk",
+            attributes: [
+                { name: "pk", type: "S" },
+                { name: "sk", type: "S" },
+            ],
+            ttl: { attributeName: "expiresAt", enabled: true },
             pointInTimeRecovery: { enabled: true },
             deletionProtectionEnabled: true,
         },

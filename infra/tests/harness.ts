@@ -18,8 +18,8 @@ export const ACCOUNT = "123456789012";
 export const API_ID = "a1b2c3d4e5";
 /** The functions every stack deploys. */
 export const FUNCTIONS = ["connect", "disconnect", "message", "processor", "fanout"] as const;
-/** Every zip `make package` builds: those and the authorizer (deployed with authMode jwt). */
-export const ARTIFACTS = [...FUNCTIONS, "authorizer"] as const;
+/** Every zip `make package` builds: those, the authorizer (deployed with authMode jwt) and the canary. */
+export const ARTIFACTS = [...FUNCTIONS, "authorizer", "canary"] as const;
 /** The version the mocked Lambda publishes. */
 export const PUBLISHED_VERSION = "7";
 
@@ -114,6 +114,8 @@ function attributes(type: string, name: string, inputs: Record<string, any>): { 
             return { id: physical, state: { ...inputs, arn: arn("logs", `log-group:${physical}`) } };
         case "aws:iam/role:Role":
             return { id: physical, state: { ...inputs, arn: `arn:aws:iam::${ACCOUNT}:role/${physical}` } };
+        case "aws:cloudwatch/eventRule:EventRule":
+            return { id: physical, state: { ...inputs, arn: arn("events", `rule/${physical}`) } };
         case "aws:sns/topic:Topic":
             return { id: arn("sns", physical), state: { ...inputs, arn: arn("sns", physical) } };
         default:

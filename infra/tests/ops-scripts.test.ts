@@ -252,7 +252,7 @@ describe("scripts/ops-replay-stream-dlq.sh", { skip: hasJq ? false : "jq is not 
 });
 
 describe("scripts/package.sh --record-only (what `make package` does after the build)", () => {
-    const FNS = ["connect", "disconnect", "message", "processor", "fanout", "authorizer"];
+    const FNS = ["connect", "disconnect", "message", "processor", "fanout", "authorizer", "canary"];
     const git = (cwd: string, ...args: string[]) => {
         const r = spawnSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd, encoding: "utf8" });
         assert.equal(r.status, 0, r.stderr);

@@ -19,6 +19,8 @@ const sqsUrl = (name: string) => `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}
 const FANOUT_QUEUE = `${PREFIX}-fanout`;
 const FANOUT_DLQ = `${PREFIX}-fanout-dlq`;
 const STREAM_DLQ = `${PREFIX}-stream-dlq`;
+const TICK_QUEUE = `${PREFIX}-ticks`;
+const STATE_TABLE_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${PREFIX}-broadcast-state`;
 const ENDPOINT = `https://${API_ID}.execute-api.${REGION}.amazonaws.com/prod`;
 const EXECUTION_ARN = `arn:aws:execute-api:${REGION}:${ACCOUNT}:${API_ID}`;
 const TOPIC_ARN = `arn:aws:sns:${REGION}:${ACCOUNT}:${PREFIX}-alarms`;
@@ -216,6 +218,12 @@ describe("functions", () => {
             QUEUE_MAX_MESSAGE_BYTES: "1048576",
             QUERY_PAGE_SIZE: "0",
             SEND_CONCURRENCY: "4",
+            // Rounds (rounds/src/settings.rs): the defaults, the state table and the tick queue.
+            BROADCAST_MODE: "rounds",
+            POST_BUDGET_PER_SECOND: "9000",
+            ROUND_LEASE_SECONDS: "60",
+            STATE_TABLE_NAME: `${PREFIX}-broadcast-state`,
+            TICK_QUEUE_URL: sqsUrl(TICK_QUEUE),
         });
         assert.deepEqual(env("fanout"), {
             ...registry,
@@ -224,6 +232,9 @@ describe("functions", () => {
             QUEUE_MAX_MESSAGE_BYTES: "1048576",
             FANOUT_CONCURRENCY: "64",
             FANOUT_MAX_ATTEMPTS: "5",
+            POST_BUDGET_PER_SECOND: "9000",
+            STATE_TABLE_NAME: `${PREFIX}-broadcast-state`,
+            TICK_QUEUE_URL: sqsUrl(TICK_QUEUE),
         });
         // The values are the resources', not strings that happen to agree.
         for (const fn of ["processor", "fanout"]) {
@@ -233,6 +244,14 @@ describe("functions", () => {
         assert.equal(env("connect").CONNECTIONS_TABLE_NAME, p.outputs.connectionsTableName);
         assert.equal(env("fanout").WEBSOCKET_API_ENDPOINT, p.outputs.managementEndpoint);
         for (const fn of FUNCTIONS) assert.equal(env(fn).STAGE, p.outputs.stageName, fn);
+    });
+
+    it("the canary writes its heartbeat to the metrics table this stack created (canary.test.ts has the rest)", () => {
+        const env = p.one(FUNCTION, "canary").inputs.environment.variables;
+        assert.equal(env.METRICS_TABLE_NAME, p.outputs.metricsTableName);
+        assert.equal(env.CANARY_WS_URL, p.outputs.websocketUrl);
+        assert.deepEqual(grants(p.statements("canary"))["dynamodb:PutItem"], [METRICS_STREAM_ARN.replace(/\/stream\/.*$/, "")]);
+        assert.equal(env.AUTH_MODE, undefined, "authMode none: no token");
     });
 });
 
@@ -247,19 +266,31 @@ describe("IAM", () => {
         message: { ...logs("message"), "dynamodb:GetItem": [TABLE_ARN], "dynamodb:UpdateItem": [TABLE_ARN] },
         processor: {
             ...logs("processor"),
-            "dynamodb:Query": [`${TABLE_ARN}/index/${INDEX}`],
+            "dynamodb:Query": [`${TABLE_ARN}/index/${INDEX}`, STATE_TABLE_ARN],
             "dynamodb:DescribeStream": [METRICS_STREAM_ARN],
             "dynamodb:GetRecords": [METRICS_STREAM_ARN],
             "dynamodb:GetShardIterator": [METRICS_STREAM_ARN],
             "dynamodb:ListStreams": [METRICS_STREAM_ARN],
-            "sqs:SendMessage": [sqsArn(FANOUT_QUEUE), sqsArn(STREAM_DLQ)].sort(),
+            "sqs:SendMessage": [sqsArn(FANOUT_QUEUE), sqsArn(STREAM_DLQ), sqsArn(TICK_QUEUE)],
+            // Rounds: the broadcast state table (its own partitions only: tests/rounds.test.ts)
+            // and the tick queue, which it sends to and its mapping polls.
+            "dynamodb:GetItem": [STATE_TABLE_ARN],
+            "dynamodb:PutItem": [STATE_TABLE_ARN],
+            "dynamodb:UpdateItem": [STATE_TABLE_ARN],
+            "dynamodb:DeleteItem": [STATE_TABLE_ARN],
+            "sqs:ReceiveMessage": [sqsArn(TICK_QUEUE)],
+            "sqs:DeleteMessage": [sqsArn(TICK_QUEUE)],
+            "sqs:GetQueueAttributes": [sqsArn(TICK_QUEUE)],
         },
         fanout: {
             ...logs("fanout"),
             "sqs:ReceiveMessage": [sqsArn(FANOUT_QUEUE)],
             "sqs:DeleteMessage": [sqsArn(FANOUT_QUEUE)],
             "sqs:GetQueueAttributes": [sqsArn(FANOUT_QUEUE)],
-            "sqs:SendMessage": [sqsArn(FANOUT_QUEUE)],
+            "sqs:SendMessage": [sqsArn(FANOUT_QUEUE), sqsArn(TICK_QUEUE)],
+            // The posting budget's windows, done jobs and the round's end (tests/rounds.test.ts).
+            "dynamodb:PutItem": [STATE_TABLE_ARN],
+            "dynamodb:UpdateItem": [STATE_TABLE_ARN],
             // Gone connections go in BatchWriteItem deletes (Registry::remove_many), never DeleteItem.
             "dynamodb:BatchWriteItem": [TABLE_ARN],
             "dynamodb:BatchGetItem": [TABLE_ARN],
@@ -407,6 +438,8 @@ describe("alarms", () => {
     const api = { ApiId: API_ID, Stage: "prod" };
     // Every custom metric carries both catalogue dimensions: the service and this stack's stage.
     const fanout = { Service: "fanout", Stage: "prod" };
+    const canary = { Service: "canary", Stage: "prod" };
+    const rounds = { Service: "rounds", Stage: "prod" };
     const expected: Record<string, Expected> = {
         // The test stack's stream is always written (streamAlwaysActive defaults to true): no
         // invocation for 5 minutes is a stopped pipeline.
@@ -423,6 +456,13 @@ describe("alarms", () => {
         "api-integration-errors": ["AWS/ApiGateway", "IntegrationError", api, "Sum", 300, 1, 10, "notBreaching"],
         "api-execution-errors": ["AWS/ApiGateway", "ExecutionError", api, "Sum", 300, 1, 0, "notBreaching"],
         "api-client-errors": ["AWS/ApiGateway", "ClientError", api, "Sum", 300, 1, 100, "notBreaching"],
+        // The canary's latency exists only for a heartbeat that came back: no data is silence.
+        "canary-latency": ["IopsDashboard", "CanaryLatency", canary, "Maximum", 60, 3, 15000, "breaching"],
+        // The schedule reports RoundAge every minute: no data is a broken safety net.
+        "round-stuck": ["IopsDashboard", "RoundAge", rounds, "Maximum", 60, 2, 300000, "breaching"],
+        // Staleness exists only for rounds that ended: a quiet system has none.
+        "staleness-high": ["IopsDashboard", "Staleness", rounds, "Maximum", 60, 3, 60000, "notBreaching"],
+        "rounds-expired": ["IopsDashboard", "RoundsExpired", rounds, "Sum", 300, 1, 0, "notBreaching"],
     };
     for (const fn of FUNCTIONS) {
         expected[`${fn}-errors`] = ["AWS/Lambda", "Errors", lambda(fn), "Sum", 300, 1, 0, "notBreaching"];
@@ -454,6 +494,16 @@ describe("alarms", () => {
             period: 300,
             evaluations: 1,
             threshold: 1,
+            missing: "notBreaching",
+        },
+        // Heartbeats lost in 15 minutes, counted only while others arrive (intermittent loss).
+        "canary-failures": {
+            inputs: { failed: ["IopsDashboard", "CanaryFailures", canary, "Sum"], arrived: ["IopsDashboard", "CanaryLatency", canary, "SampleCount"] },
+            steps: { f: "FILL(failed, 0)", a: "FILL(arrived, 0)" },
+            expression: "IF(a > 0, f, 0)",
+            period: 900,
+            evaluations: 1,
+            threshold: 2,
             missing: "notBreaching",
         },
     };

@@ -24,7 +24,8 @@ const OPS_SCRIPTS = fs
     .readdirSync(path.join(ROOT, "scripts"))
     .filter((f) => /^ops-.*\.sh$/.test(f))
     .map((f) => ({ name: `scripts/${f}`, text: fs.readFileSync(path.join(ROOT, "scripts", f), "utf8") }));
-const CONFIG_SOURCE = fs.readFileSync(path.join(__dirname, "..", "config.ts"), "utf8");
+// Every setting: config.ts, and the canary's own in canary.ts.
+const CONFIG_SOURCE = ["config.ts", "canary.ts"].map((f) => fs.readFileSync(path.join(__dirname, "..", f), "utf8")).join("\n");
 const PREFIX = "iops-ws-test";
 
 interface Section {
@@ -220,6 +221,8 @@ describe("RUNBOOK.md commands", () => {
             ...p.all("aws:lambda/function:Function").map((r) => r.inputs.name),
             ...p.all("aws:sqs/queue:Queue").map((r) => r.inputs.name),
             ...p.all("aws:cloudwatch/logGroup:LogGroup").map((r) => r.inputs.name),
+            // Schedules (`aws events describe-rule --name "$P-..."`).
+            ...p.all("aws:cloudwatch/eventRule:EventRule").map((r) => r.inputs.name),
         ]);
         const mentioned = [...RUNBOOK.matchAll(/\$P-([a-z-]+[a-z])/g)].map((m) => `${PREFIX}-${m[1]}`);
         const logGroups = [...RUNBOOK.matchAll(/\/aws\/lambda\/\$P-([a-z-]+[a-z])/g)].map((m) => `/aws/lambda/${PREFIX}-${m[1]}`);
@@ -301,8 +304,9 @@ function awsCalls(): AwsCall[] {
 const KNOWN_AWS_COMMANDS: Record<string, string[]> = {
     apigatewayv2: ["get-authorizers", "get-integrations", "get-routes", "get-stage"],
     cloudwatch: ["describe-alarm-history", "describe-alarms", "get-metric-statistics"],
-    dynamodb: ["delete-table", "describe-continuous-backups", "describe-table", "describe-time-to-live", "query", "update-table", "update-time-to-live"],
+    dynamodb: ["delete-table", "describe-continuous-backups", "describe-table", "describe-time-to-live", "get-item", "query", "update-item", "update-table", "update-time-to-live"],
     dynamodbstreams: ["get-records", "get-shard-iterator"],
+    events: ["describe-rule"],
     iam: ["simulate-principal-policy"],
     lambda: [
         "get-account-settings",
@@ -329,6 +333,7 @@ const KNOWN_AWS_COMMANDS: Record<string, string[]> = {
         "list-message-move-tasks",
         "purge-queue",
         "receive-message",
+        "send-message",
         "start-message-move-task",
     ],
     sts: ["get-caller-identity"],
@@ -430,12 +435,12 @@ describe("RUNBOOK.md commands refresh and exist", () => {
         assert.match(section.body, /aws lambda list-versions-by-function/);
         assert.match(section.body, /pulumi config set "\$\{FN\}LiveVersion" "\$V"/);
         assert.ok(!/make package/.test(codeBlocks(section.body, "bash").join("\n").split("ls ../target")[0]), "the alias rollback needs no build");
-        for (const fn of ["connect", "disconnect", "message", "processor", "fanout", "authorizer"]) {
+        for (const fn of ["connect", "disconnect", "message", "processor", "fanout", "authorizer", "canary"]) {
             assert.ok(CONFIG_SOURCE.includes(`"${fn}LiveVersion"`), `config.ts reads no ${fn}LiveVersion`);
         }
         // Every function the program can deploy is in the rollback loops.
         for (const loop of section.body.matchAll(/for FN in ([a-z ]+); do/g)) {
-            assert.deepEqual(loop[1].trim().split(/\s+/), ["connect", "disconnect", "message", "processor", "fanout", "authorizer"]);
+            assert.deepEqual(loop[1].trim().split(/\s+/), ["connect", "disconnect", "message", "processor", "fanout", "authorizer", "canary"]);
         }
     });
 

@@ -1,7 +1,8 @@
 // A stack that sets everything the other way: the metrics table is owned elsewhere (only its
 // stream ARN is configured), arm64, 8 buckets, another stage, an older 256 KiB queue, a longer
 // fanout timeout, a rolled-back fanout, a quiet stream, authentication by a JWKS alone for clients
-// that all send ?token=. Each setting must reach the resource and the environment that use it.
+// that all send ?token= (so no canary: it has no secret to sign its token with). Each setting
+// must reach the resource and the environment that use it.
 
 import * as assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
@@ -60,6 +61,7 @@ before(async () => {
             authorizerTimeoutSeconds: "10",
             authDeniedAlarmThreshold: "25",
             authorizerLiveVersion: "2",
+            canaryEnabled: "false",
         },
         "staging",
     );
@@ -68,8 +70,8 @@ before(async () => {
 describe("an existing metrics table", () => {
     it("is not created; the processor reads the configured stream", () => {
         assert.deepEqual(
-            p.all("aws:dynamodb/table:Table").map((t) => t.name),
-            ["connections"],
+            p.all("aws:dynamodb/table:Table").map((t) => t.name).sort(),
+            ["broadcast-state", "connections"],
         );
         const m = p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "processor-stream").inputs;
         assert.equal(m.eventSourceArn, STREAM_ARN);
@@ -96,7 +98,8 @@ describe("settings reach resources and environments", () => {
         assert.equal(t.globalSecondaryIndexes[0].name, "by-bucket");
         assert.equal(t.globalSecondaryIndexes[0].projectionType, "ALL");
         const tableArn = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/conns-staging`;
-        assert.deepEqual(grants(p.statements("processor"))["dynamodb:Query"], [`${tableArn}/index/by-bucket`]);
+        // The index, and the rounds' state table.
+        assert.deepEqual(grants(p.statements("processor"))["dynamodb:Query"], [`${tableArn}/index/by-bucket`, `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${PREFIX}-broadcast-state`]);
         for (const fn of ["connect", "disconnect", "message"]) {
             assert.deepEqual(p.one("aws:lambda/function:Function", fn).inputs.environment.variables, {
                 RUST_LOG: "debug,aws_smithy_runtime=info",
@@ -186,6 +189,10 @@ describe("settings reach resources and environments", () => {
     it("broadcasts and deliveries can be switched off (RUNBOOK: Disable broadcasts)", () => {
         assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "processor-stream").inputs.enabled, false);
         assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "fanout-queue").inputs.enabled, false);
+        // Rounds start from neither ticks nor the schedule, and round-stuck does not count the silence.
+        assert.equal(p.one("aws:lambda/eventSourceMapping:EventSourceMapping", "processor-ticks").inputs.enabled, false);
+        assert.equal(p.one("aws:cloudwatch/eventRule:EventRule", "processor-tick").inputs.state, "DISABLED");
+        assert.equal(p.one("aws:cloudwatch/metricAlarm:MetricAlarm", "round-stuck").inputs.treatMissingData, "notBreaching");
     });
 
     it("a JWKS alone: no secret, so no Secrets Manager or KMS grant; the function reads only what is set", () => {
@@ -218,7 +225,7 @@ describe("settings reach resources and environments", () => {
         const own = alarmsOn.filter((m: any) => m.namespace === "IopsDashboard");
         assert.ok(own.length >= 6);
         for (const m of own) assert.deepEqual(m.dimensions, { Service: m.dimensions.Service, Stage: "live" }, m.metricName);
-        assert.deepEqual([...new Set(own.map((m: any) => m.dimensions.Service))].sort(), ["authorizer", "fanout"]);
+        assert.deepEqual([...new Set(own.map((m: any) => m.dimensions.Service))].sort(), ["authorizer", "fanout", "rounds"]);
         const body = JSON.parse(p.one("aws:cloudwatch/dashboard:Dashboard", "dashboard").inputs.dashboardBody);
         const rows = body.widgets.flatMap((w: any) => w.properties.metrics ?? []).filter((r: any[]) => r[0] === "IopsDashboard");
         assert.ok(rows.length >= 18);
@@ -239,5 +246,12 @@ describe("settings reach resources and environments", () => {
             Stage: "live",
         });
         assert.deepEqual(p.all("aws:sns/topicSubscription:TopicSubscription"), []);
+    });
+
+    it("canaryEnabled false: no canary function, schedule or alarm", () => {
+        assert.ok(!p.all("aws:lambda/function:Function").some((f) => f.name === "canary"));
+        assert.deepEqual(p.all("aws:cloudwatch/eventRule:EventRule").filter((r) => r.name === "canary"), []);
+        assert.ok(!p.all("aws:cloudwatch/metricAlarm:MetricAlarm").some((a) => a.name.startsWith("canary-")));
+        assert.equal(p.outputs.canaryFunctionName, undefined);
     });
 });
