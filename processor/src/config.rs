@@ -31,12 +31,7 @@ impl ProcessorConfig {
 
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let page_size = env.number_or("QUERY_PAGE_SIZE", 0, 0..=10_000)?;
-        let rounds = match BroadcastMode::read(env)? {
-            BroadcastMode::Rounds => Some(RoundSettings::read(env)?),
-            BroadcastMode::Batch => None,
-        };
         let config = Self {
-            rounds,
             registry: RegistryConfig::read(env)?,
             queue: QueueSettings::read(env)?,
             max_message_bytes: env.number_or(
@@ -48,6 +43,10 @@ impl ProcessorConfig {
                 shard_size: env.number_or("FANOUT_SHARD_SIZE", 1000, 1..=20_000)?,
                 page_size: (page_size > 0).then_some(page_size),
                 send_concurrency: env.number_or("SEND_CONCURRENCY", 4, 1..=64)?,
+            },
+            rounds: match BroadcastMode::read(env)? {
+                BroadcastMode::Rounds => Some(RoundSettings::read(env)?),
+                BroadcastMode::Batch => None,
             },
         };
         if config.max_message_bytes + 1024 > config.queue.max_message_bytes {

@@ -16,7 +16,7 @@ use rounds::{Change, Coordinator, Ended, RoundError, RoundSettings, Start, Tick,
 use serde_json::value::RawValue;
 
 use crate::broadcast::{BroadcastError, BroadcastSettings, BroadcastStats, broadcast};
-use crate::message::{Parts, split};
+use crate::editions::Editions;
 use crate::update::Update;
 
 /// Rounds one invocation starts at most (a round with no connections ends at once, and the
@@ -168,13 +168,13 @@ async fn run_round(
     };
     let mut jobs = 0;
     if !carried.is_empty() {
-        let parts = round_parts(round_id, &carried, context.max_message_bytes)?;
-        started.parts = parts.messages.len() as u64;
-        started.truncated = parts.truncated.len() as u64;
+        let mut editions = round_editions(round_id, &carried, context.max_message_bytes)?;
+        started.parts = editions.everything.messages.len() as u64;
+        started.truncated = editions.everything.truncated.len() as u64;
         started.stats = broadcast(
             context.registry,
             context.queue,
-            &parts,
+            &mut editions,
             now_ms(),
             context.broadcast,
         )
@@ -212,12 +212,13 @@ async fn run_round(
     Ok((started, None))
 }
 
-/// The round's METRICS_UPDATE parts: the pending updates in stream order, under the round's id.
-fn round_parts(
+/// The round's METRICS_UPDATE editions: the pending updates in stream order, under the
+/// round's id.
+fn round_editions(
     round_id: &str,
     carried: &[Change],
     max_bytes: usize,
-) -> Result<Parts, ConflationError> {
+) -> Result<Editions, ConflationError> {
     let updates = carried
         .iter()
         .map(|change| {
@@ -239,9 +240,7 @@ fn round_parts(
         .collect::<Result<Vec<_>, ConflationError>>()?;
     // The newest change's stream: clients reset what they remember when it changes.
     let stream = carried.iter().rev().find_map(|c| c.stream.as_deref());
-    let mut parts = split(round_id, stream, &updates, max_bytes);
-    parts.in_round = true;
-    Ok(parts)
+    Ok(Editions::new(round_id, stream, updates, max_bytes, true))
 }
 
 async fn send_tick(

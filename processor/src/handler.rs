@@ -14,7 +14,8 @@ use rounds::{Coordinator, RoundState, RoundStore, Ticks};
 use crate::broadcast::{BroadcastError, BroadcastStats, broadcast};
 use crate::config::ProcessorConfig;
 use crate::conflation::{Advanced, ConflationError, RoundContext, advance, changes, record};
-use crate::message::{broadcast_id, split, stream_arn, stream_label};
+use crate::editions::Editions;
+use crate::message::{broadcast_id, stream_arn, stream_label};
 use crate::update::convert;
 
 pub struct Processor {
@@ -146,14 +147,20 @@ impl Processor {
                 .map(|r| r.change.sequence_number.as_deref().unwrap_or(&r.event_id)),
         );
         let label = stream.and_then(stream_label);
-        let parts = split(&id, label, updates, self.config.max_message_bytes);
+        let mut editions = Editions::new(
+            &id,
+            label,
+            updates.to_vec(),
+            self.config.max_message_bytes,
+            false,
+        );
         report.broadcast_id = Some(id.clone());
-        report.truncated = parts.truncated.len() as u64;
-        report.parts = parts.messages.len() as u64;
+        report.truncated = editions.everything.truncated.len() as u64;
+        report.parts = editions.everything.messages.len() as u64;
         report.stats = broadcast(
             &self.registry,
             &self.queue,
-            &parts,
+            &mut editions,
             now_ms(),
             self.config.broadcast,
         )

@@ -14,6 +14,7 @@
 pub mod broadcast;
 pub mod config;
 pub mod conflation;
+pub mod editions;
 pub mod handler;
 pub mod message;
 pub mod shard;

@@ -52,8 +52,13 @@ mod tests {
 
     #[test]
     fn each_source_is_told_apart() {
-        let stream = json!({"Records": [{"eventSource": "aws:dynamodb", "eventName": "INSERT",
-            "eventID": "1", "awsRegion": "us-east-1", "dynamodb": {}}]});
+        let record = crate::update::tests::record(
+            "INSERT",
+            "100",
+            crate::update::tests::seed_image(),
+            serde_json::Value::Null,
+        );
+        let stream = json!({ "Records": [record] });
         assert!(matches!(Trigger::of(stream), Ok(Trigger::Stream(_))));
         let ticks = json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}, {"eventSource": "aws:sqs"}]});
         assert!(matches!(Trigger::of(ticks), Ok(Trigger::Ticks(2))));

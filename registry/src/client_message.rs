@@ -1,6 +1,8 @@
 //! What a client may send on the `$default` route, and what it gets back.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::filter::{Filter, FilterError};
 
 /// Larger client messages are refused: clients only send small control messages, and API
 /// Gateway would pass up to 128 KB to the function.
@@ -9,10 +11,18 @@ pub const MAX_CLIENT_MESSAGE_BYTES: usize = 4 * 1024;
 /// At most this many characters of what a client sent are echoed in a reply or a log line.
 pub const MAX_ECHO_CHARS: usize = 120;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "action", rename_all = "lowercase")]
+/// The actions, as `ClientError` lists them.
+const ACTIONS: &str = "ping, subscribe, snapshot";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
     Ping,
+    /// Replaces the connection's filter.
+    Subscribe(Filter),
+    /// Asks for the current state of every entity a filter matches: the one given with it, or
+    /// without lists the connection's (a client sends its filter along, so that a snapshot
+    /// handled before its `subscribe` still matches it).
+    Snapshot(Filter),
 }
 
 /// A reply sent back on the socket (through the `$default` route response).
@@ -20,7 +30,11 @@ pub enum ClientMessage {
 #[serde(tag = "type", rename_all = "UPPERCASE")]
 pub enum Reply {
     Pong,
-    Error { message: String },
+    /// The filter now in force, echoed.
+    Subscribed(Filter),
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,10 +45,12 @@ pub enum ClientError {
     TooLarge(usize),
     #[error("message is not JSON: {0}")]
     Malformed(String),
-    #[error("message has no \"action\"; supported actions: ping")]
+    #[error("message has no \"action\"; supported actions: {ACTIONS}")]
     NoAction,
-    #[error("unknown action {}; supported actions: ping", echo(.0))]
+    #[error("unknown action {}; supported actions: {ACTIONS}", echo(.0))]
     UnknownAction(String),
+    #[error("invalid filter (the filter is unchanged): {0}")]
+    Filter(#[from] FilterError),
 }
 
 /// `text` quoted and escaped, cut to [`MAX_ECHO_CHARS`] characters (marked with `…`).
@@ -56,11 +72,16 @@ impl ClientMessage {
         let value: serde_json::Value =
             serde_json::from_str(body).map_err(|e| ClientError::Malformed(e.to_string()))?;
         let action = match value.get("action") {
-            Some(serde_json::Value::String(action)) => action.clone(),
+            Some(serde_json::Value::String(action)) => action.as_str(),
             Some(other) => return Err(ClientError::UnknownAction(other.to_string())),
             None => return Err(ClientError::NoAction),
         };
-        serde_json::from_value(value).map_err(|_| ClientError::UnknownAction(action))
+        match action {
+            "ping" => Ok(Self::Ping),
+            "subscribe" => Ok(Self::Subscribe(Filter::from_message(&value)?)),
+            "snapshot" => Ok(Self::Snapshot(Filter::from_message(&value)?)),
+            other => Err(ClientError::UnknownAction(other.to_owned())),
+        }
     }
 }
 
@@ -95,6 +116,42 @@ mod tests {
     }
 
     #[test]
+    fn subscribe_carries_its_filter_and_snapshot_is_understood() {
+        assert_eq!(
+            ClientMessage::parse(Some(
+                r#"{"action":"subscribe","entityTypes":["stream"],"entityIds":["b","a"]}"#
+            )),
+            Ok(ClientMessage::Subscribe(Filter {
+                entity_types: Some(vec!["stream".into()]),
+                entity_ids: Some(vec!["a".into(), "b".into()]),
+            }))
+        );
+        assert_eq!(
+            ClientMessage::parse(Some(r#"{"action":"subscribe"}"#)),
+            Ok(ClientMessage::Subscribe(Filter::EVERYTHING))
+        );
+        assert_eq!(
+            ClientMessage::parse(Some(r#"{"action":"snapshot"}"#)),
+            Ok(ClientMessage::Snapshot(Filter::EVERYTHING))
+        );
+        assert_eq!(
+            ClientMessage::parse(Some(r#"{"action":"snapshot","entityIds":["a"]}"#)),
+            Ok(ClientMessage::Snapshot(Filter {
+                entity_types: None,
+                entity_ids: Some(vec!["a".into()]),
+            }))
+        );
+        let subscribed = Reply::Subscribed(Filter {
+            entity_types: Some(vec!["stream".into()]),
+            entity_ids: None,
+        });
+        assert_eq!(
+            subscribed.to_json(),
+            r#"{"type":"SUBSCRIBED","entityTypes":["stream"]}"#
+        );
+    }
+
+    #[test]
     fn bad_messages_say_what_is_wrong() {
         let cases = [
             (None, ClientError::Empty),
@@ -103,8 +160,14 @@ mod tests {
             (Some("[1,2]"), ClientError::NoAction),
             (Some(r#"{"type":"ping"}"#), ClientError::NoAction),
             (
-                Some(r#"{"action":"subscribe"}"#),
-                ClientError::UnknownAction("subscribe".into()),
+                Some(r#"{"action":"unsubscribe"}"#),
+                ClientError::UnknownAction("unsubscribe".into()),
+            ),
+            (
+                Some(r#"{"action":"subscribe","entityTypes":"stream"}"#),
+                ClientError::Filter(FilterError::NotStrings {
+                    list: "entityTypes",
+                }),
             ),
             (
                 Some(r#"{"action":42}"#),
@@ -132,17 +195,17 @@ mod tests {
         let error = ClientMessage::parse(Some(&body)).unwrap_err();
         assert_eq!(error, ClientError::UnknownAction(action));
         let text = error.to_string();
-        assert!(text.len() < MAX_ECHO_CHARS + 60, "{} bytes", text.len());
+        assert!(text.len() < MAX_ECHO_CHARS + 80, "{} bytes", text.len());
         assert!(
             text.starts_with(r#"unknown action "xxx"#) && text.contains("…;"),
             "{text}"
         );
         let reply = Reply::from(error).to_json();
-        assert!(reply.len() < MAX_ECHO_CHARS + 100, "{reply}");
+        assert!(reply.len() < MAX_ECHO_CHARS + 120, "{reply}");
 
         let object = format!(r#"{{"action":{{"k":"{}"}}}}"#, "\\u0001".repeat(600));
         let text = ClientMessage::parse(Some(&object)).unwrap_err().to_string();
-        assert!(text.chars().count() < MAX_ECHO_CHARS + 60, "{text}");
+        assert!(text.chars().count() < MAX_ECHO_CHARS + 80, "{text}");
     }
 
     #[test]
@@ -150,7 +213,7 @@ mod tests {
         assert_eq!(Reply::Pong.to_json(), r#"{"type":"PONG"}"#);
         assert_eq!(
             Reply::from(ClientError::NoAction).to_json(),
-            r#"{"type":"ERROR","message":"message has no \"action\"; supported actions: ping"}"#
+            r#"{"type":"ERROR","message":"message has no \"action\"; supported actions: ping, subscribe, snapshot"}"#
         );
     }
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::Buckets;
+use crate::filter::{Filter, Interest};
 use crate::identity::Identity;
 
 /// `sourceIp` and `userAgent` come from the client's request: each is stored cut to this many
@@ -33,6 +34,11 @@ pub struct Connection {
     /// The entity types the token allows; absent when it allows every type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_entity_types: Option<Vec<String>>,
+    /// The subscription filter's lists (see [`Filter`]); absent: every entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_ids: Option<Vec<String>>,
 }
 
 impl Connection {
@@ -57,6 +63,32 @@ impl Connection {
             last_seen_at: None,
             subject: None,
             allowed_entity_types: None,
+            entity_types: None,
+            entity_ids: None,
+        }
+    }
+
+    /// The same row subscribed to `filter`.
+    pub fn with_filter(self, filter: Filter) -> Self {
+        Self {
+            entity_types: filter.entity_types,
+            entity_ids: filter.entity_ids,
+            ..self
+        }
+    }
+
+    pub fn filter(&self) -> Filter {
+        Filter {
+            entity_types: self.entity_types.clone(),
+            entity_ids: self.entity_ids.clone(),
+        }
+    }
+
+    /// What the connection receives.
+    pub fn interest(&self) -> Interest {
+        Interest {
+            filter: self.filter(),
+            allowed_types: self.allowed_entity_types.clone(),
         }
     }
 

@@ -10,9 +10,12 @@ use aws_lambda_events::http::HeaderValue;
 use platform::clock::now_ms;
 use tracing::{error, info, warn};
 
-use crate::client_message::{ClientMessage, Reply};
+use std::future::Future;
+
+use crate::client_message::{ClientError, ClientMessage, Reply};
 use crate::config::RegistryConfig;
 use crate::connection::Connection;
+use crate::filter::{Filter, FilterError, Interest};
 use crate::identity::Identity;
 use crate::sampler::LogSampler;
 use crate::store::{Registry, Touch};
@@ -20,15 +23,35 @@ use crate::store::{Registry, Touch};
 /// The handshake header a browser offers subprotocols in; a token may travel there.
 const SUBPROTOCOL_HEADER: &str = "sec-websocket-protocol";
 
+/// The port to snapshots: posts the connection the current state of every entity its
+/// interest matches, in SNAPSHOT parts. The `message` function's is the `snapshot` crate's.
+pub trait Snapshots: Send + Sync {
+    fn send(
+        &self,
+        connection_id: &str,
+        interest: &Interest,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Snapshots where the stage keeps none: a `snapshot` action gets ERROR.
+pub struct NoSnapshots;
+
+impl Snapshots for NoSnapshots {
+    async fn send(&self, _: &str, _: &Interest) -> Result<(), String> {
+        Err("snapshots are not enabled on this stage".into())
+    }
+}
+
 /// Dispatches on the event's route key, as API Gateway's route selection does.
 pub async fn route(
     registry: &Registry,
+    snapshots: &impl Snapshots,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     match event.request_context.route_key.as_deref() {
         Some("$connect") => connect(registry, event).await,
         Some("$disconnect") => disconnect(registry, event).await,
-        _ => message(registry, event).await,
+        _ => message(registry, snapshots, event).await,
     }
 }
 
@@ -44,6 +67,16 @@ pub async fn connect(
         return response(400, None);
     };
     let connection = new_row(connection_id, event, registry.config());
+    // A filter in the URL is in force from the first broadcast, so nothing is missed between
+    // the open and a `subscribe`; one the connection may not have refuses the handshake.
+    let filter = match connect_filter(event, &connection) {
+        Ok(filter) => filter,
+        Err(e) => {
+            info!(connection_id, error = %e, "connect refused: invalid filter");
+            return response(400, Some(Reply::from(ClientError::from(e)).to_json()));
+        }
+    };
+    let connection = connection.with_filter(filter);
     let subject = connection.subject.as_deref().unwrap_or_default();
     match registry.register(&connection).await {
         Ok(()) => {
@@ -78,6 +111,18 @@ fn new_row(
         config.ttl_seconds,
     )
     .with_identity(Identity::from_authorizer(&context.authorizer.fields))
+}
+
+/// The filter of the connect URL (`entityTypes`, `entityIds`, comma-separated), checked
+/// against the types the connection's token allows.
+fn connect_filter(
+    event: &ApiGatewayWebsocketProxyRequest,
+    connection: &Connection,
+) -> Result<Filter, FilterError> {
+    let query = &event.query_string_parameters;
+    let filter = Filter::from_query(query.first("entityTypes"), query.first("entityIds"))?;
+    filter.check_allowed(connection.allowed_entity_types.as_deref())?;
+    Ok(filter)
 }
 
 /// Removes the connection's row; an id without a row is not an error (the row may have been
@@ -120,6 +165,7 @@ pub static REFUSED_MESSAGES: LogSampler = LogSampler::new(REFUSALS_LOGGED_PER_MI
 /// The `$default` route: answers every client message, and never fails the connection.
 pub async fn message(
     registry: &Registry,
+    snapshots: &impl Snapshots,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let connection_id = connection_id(event).unwrap_or_default();
@@ -127,6 +173,14 @@ pub async fn message(
         Ok(ClientMessage::Ping) => {
             ping(registry, connection_id, event).await;
             Reply::Pong
+        }
+        Ok(ClientMessage::Subscribe(filter)) => subscribe(registry, connection_id, filter).await,
+        Ok(ClientMessage::Snapshot(filter)) => {
+            match snapshot(registry, snapshots, connection_id, filter).await {
+                // The parts are the answer; the route response stays empty.
+                None => return response(200, None),
+                Some(error) => error,
+            }
         }
         Err(e) => {
             if let Some(suppressed) = REFUSED_MESSAGES.admit(now_ms()) {
@@ -137,6 +191,78 @@ pub async fn message(
         }
     };
     response(200, Some(reply.to_json()))
+}
+
+/// Replaces the connection's filter, unless it names types the connection's token does not
+/// allow; the answer echoes the filter in force.
+async fn subscribe(registry: &Registry, connection_id: &str, filter: Filter) -> Reply {
+    let row = match registry.get(connection_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return error_reply("this connection has no registry row; reconnect"),
+        Err(e) => {
+            error!(connection_id, error = %e, "could not read the connection for a subscribe");
+            return error_reply("the subscription could not be changed; try again");
+        }
+    };
+    if let Err(e) = filter.check_allowed(row.allowed_entity_types.as_deref()) {
+        return Reply::from(ClientError::from(e));
+    }
+    match registry.set_filter(connection_id, &filter).await {
+        Ok(true) => {
+            info!(connection_id, ?filter, "subscribed");
+            Reply::Subscribed(filter)
+        }
+        Ok(false) => error_reply("this connection has no registry row; reconnect"),
+        Err(e) => {
+            error!(connection_id, error = %e, "could not store the filter");
+            error_reply("the subscription could not be changed; try again")
+        }
+    }
+}
+
+/// Posts the connection its snapshot of what `filter` matches (without lists: the
+/// connection's filter), within its token's types; returns the ERROR to answer when it could
+/// not.
+async fn snapshot(
+    registry: &Registry,
+    snapshots: &impl Snapshots,
+    connection_id: &str,
+    filter: Filter,
+) -> Option<Reply> {
+    let interest = match registry.get(connection_id).await {
+        Ok(Some(row)) if filter.is_everything() => row.interest(),
+        Ok(Some(row)) => {
+            if let Err(e) = filter.check_allowed(row.allowed_entity_types.as_deref()) {
+                return Some(Reply::from(ClientError::from(e)));
+            }
+            Interest {
+                filter,
+                allowed_types: row.allowed_entity_types,
+            }
+        }
+        Ok(None) => {
+            return Some(error_reply(
+                "this connection has no registry row; reconnect",
+            ));
+        }
+        Err(e) => {
+            error!(connection_id, error = %e, "could not read the connection for a snapshot");
+            return Some(error_reply("the snapshot could not be sent; try again"));
+        }
+    };
+    match snapshots.send(connection_id, &interest).await {
+        Ok(()) => None,
+        Err(e) => {
+            warn!(connection_id, error = %e, "snapshot not sent");
+            Some(error_reply(&format!("the snapshot could not be sent: {e}")))
+        }
+    }
+}
+
+fn error_reply(message: &str) -> Reply {
+    Reply::Error {
+        message: message.to_owned(),
+    }
 }
 
 /// A ping refreshes the row's ttl (at most once per touch interval); failures are logged only:
@@ -280,7 +406,7 @@ mod tests {
         let before = REFUSED_MESSAGES.total();
         let junk = format!(r#"{{"action":"{}"}}"#, "j".repeat(4000));
         for _ in 0..2_000 {
-            let response = message(&registry, &message_event(&junk)).await;
+            let response = message(&registry, &NoSnapshots, &message_event(&junk)).await;
             assert_eq!(response.status_code, 200, "the connection is never failed");
             let Some(Body::Text(reply)) = response.body else {
                 panic!("a text reply");

@@ -16,6 +16,7 @@ use platform::Backoff;
 
 use crate::config::RegistryConfig;
 use crate::connection::{Connection, expiry};
+use crate::filter::{Filter, Interest};
 use crate::sampler::LogSampler;
 
 /// DynamoDB's BatchWriteItem limit.
@@ -66,6 +67,9 @@ pub enum Touch {
 pub struct Page {
     pub partition: String,
     pub connection_ids: Vec<String>,
+    /// What the page's connections with a filter or a token limit receive (the others
+    /// receive everything). From the GSI's projection: no read per connection.
+    pub interests: HashMap<String, Interest>,
 }
 
 /// The connections table. Cheap to clone: the SDK client is shared.
@@ -352,6 +356,52 @@ impl Registry {
         )
     }
 
+    /// Replaces the connection's filter. Returns false when the connection has no row (a
+    /// filter must not resurrect it).
+    pub async fn set_filter(
+        &self,
+        connection_id: &str,
+        filter: &Filter,
+    ) -> Result<bool, RegistryError> {
+        let mut sets = Vec::new();
+        let mut removes = Vec::new();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.config.table_name)
+            .key("connectionId", AttributeValue::S(connection_id.to_owned()))
+            .condition_expression("attribute_exists(connectionId)");
+        for (name, list) in [
+            ("entityTypes", &filter.entity_types),
+            ("entityIds", &filter.entity_ids),
+        ] {
+            match list {
+                Some(values) => {
+                    sets.push(format!("{name} = :{name}"));
+                    update = update.expression_attribute_values(
+                        format!(":{name}"),
+                        AttributeValue::L(values.iter().cloned().map(AttributeValue::S).collect()),
+                    );
+                }
+                None => removes.push(name),
+            }
+        }
+        let mut expression = String::new();
+        if !sets.is_empty() {
+            expression.push_str(&format!("SET {}", sets.join(", ")));
+        }
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        match update.update_expression(expression.trim()).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(self.dynamo("UpdateItem", e)),
+            },
+        }
+    }
+
     /// Reads one row (tests and the local stack use it; fan-out never needs it).
     pub async fn get(&self, connection_id: &str) -> Result<Option<Connection>, RegistryError> {
         let output = self
@@ -408,21 +458,26 @@ impl Registry {
                     .index_name(&registry.config.index_name)
                     .key_condition_expression("connected = :partition")
                     .expression_attribute_values(":partition", AttributeValue::S(partition.clone()))
-                    .projection_expression("connectionId")
+                    .projection_expression(
+                        "connectionId, entityTypes, entityIds, allowedEntityTypes",
+                    )
                     .set_limit(page_size)
                     .set_exclusive_start_key(start_key)
                     .send()
                     .await
                     .map_err(|e| registry.dynamo("Query", e))?;
-                let connection_ids = output
-                    .items
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|mut item| match item.remove("connectionId") {
-                        Some(AttributeValue::S(id)) => Some(id),
-                        _ => None,
-                    })
-                    .collect();
+                let mut connection_ids = Vec::new();
+                let mut interests = HashMap::new();
+                for mut item in output.items.unwrap_or_default() {
+                    let Some(AttributeValue::S(id)) = item.remove("connectionId") else {
+                        continue;
+                    };
+                    let interest = interest_of(&item);
+                    if !interest.is_everything() {
+                        interests.insert(id.clone(), interest);
+                    }
+                    connection_ids.push(id);
+                }
                 let next = match output.last_evaluated_key {
                     Some(key) if !key.is_empty() => Cursor::After(key),
                     _ => Cursor::Done,
@@ -431,6 +486,7 @@ impl Registry {
                     Page {
                         partition,
                         connection_ids,
+                        interests,
                     },
                     next,
                 )))
@@ -454,5 +510,26 @@ impl Registry {
             detail: DisplayErrorContext(&error).to_string(),
             source: Box::new(error),
         }
+    }
+}
+
+/// A connection's interest from the GSI's projected attributes (absent lists: everything).
+fn interest_of(item: &HashMap<String, AttributeValue>) -> Interest {
+    let list = |name: &str| match item.get(name) {
+        Some(AttributeValue::L(values)) => Some(
+            values
+                .iter()
+                .filter_map(|v| v.as_s().ok().cloned())
+                .collect::<Vec<_>>(),
+        ),
+        Some(AttributeValue::Ss(values)) => Some(values.clone()),
+        _ => None,
+    };
+    Interest {
+        filter: Filter {
+            entity_types: list("entityTypes"),
+            entity_ids: list("entityIds"),
+        },
+        allowed_types: list("allowedEntityTypes"),
     }
 }

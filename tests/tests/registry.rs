@@ -43,6 +43,8 @@ async fn connect_writes_exactly_the_expected_row() {
             last_seen_at: None,
             subject: None,
             allowed_entity_types: None,
+            entity_types: None,
+            entity_ids: None,
         }
     );
     assert!(
@@ -123,6 +125,7 @@ async fn ping_answers_pong_and_refreshes_the_ttl() {
 
     let response = handlers::route(
         &registry,
+        &handlers::NoSnapshots,
         &route_event("$default", "p=", Some(r#"{"action":"ping"}"#)),
     )
     .await;
@@ -147,6 +150,7 @@ async fn ping_does_not_resurrect_a_removed_connection() {
     let registry = fresh_registry(1).await;
     let response = handlers::message(
         &registry,
+        &handlers::NoSnapshots,
         &route_event("$default", "ghost=", Some(r#"{"action":"ping"}"#)),
     )
     .await;
@@ -159,12 +163,12 @@ async fn a_second_ping_within_the_touch_interval_writes_nothing() {
     let registry = fresh_registry(1).await;
     handlers::connect(&registry, &route_event("$connect", "twice=", None)).await;
     let ping = route_event("$default", "twice=", Some(r#"{"action":"ping"}"#));
-    handlers::message(&registry, &ping).await;
+    handlers::message(&registry, &handlers::NoSnapshots, &ping).await;
     let first = registry.get("twice=").await.unwrap().unwrap();
     let seen = first.last_seen_at.expect("the first ping writes");
 
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let response = handlers::message(&registry, &ping).await;
+    let response = handlers::message(&registry, &handlers::NoSnapshots, &ping).await;
     assert_eq!(body_json(response.body)["type"], "PONG");
     assert_eq!(registry.get("twice=").await.unwrap().unwrap(), first);
 
@@ -253,7 +257,12 @@ async fn malformed_messages_get_error_replies() {
         None,
         Some(oversized.as_str()),
     ] {
-        let response = handlers::message(&registry, &route_event("$default", "m=", body)).await;
+        let response = handlers::message(
+            &registry,
+            &handlers::NoSnapshots,
+            &route_event("$default", "m=", body),
+        )
+        .await;
         assert_eq!(response.status_code, 200, "the connection is never failed");
         let reply = body_json(response.body);
         assert_eq!(reply["type"], "ERROR", "{body:?}");

@@ -168,8 +168,12 @@ fn exists<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error: &E) -> bool {
     error.code() == Some("ResourceInUseException")
 }
 
+/// What the GSI carries besides keys: what a connection receives (its filter and its token's
+/// entity types), so that the processor pages it without a read per connection.
+pub const PROJECTED: [&str; 3] = ["entityTypes", "entityIds", "allowedEntityTypes"];
+
 /// The connections table as `infra/tables.ts` declares it: key `connectionId`, the
-/// `connected` / `connectedAt` GSI (keys only: fan-out needs nothing else), TTL on `ttl`.
+/// `connected` / `connectedAt` GSI (keys and [`PROJECTED`]), TTL on `ttl`.
 /// Idempotent. Tests create their private tables with it too.
 pub async fn ensure_connections_table(
     dynamo: &aws_sdk_dynamodb::Client,
@@ -181,7 +185,8 @@ pub async fn ensure_connections_table(
         .key_schema(key("connectedAt", KeyType::Range))
         .projection(
             Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(PROJECTED.iter().map(|a| (*a).to_owned()).collect()))
                 .build(),
         )
         .build()

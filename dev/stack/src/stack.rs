@@ -257,7 +257,12 @@ async fn start_gateway(registry: &Registry, config: &StackConfig) -> anyhow::Res
         let registry = registry.clone();
         handler_fn(move |event| {
             let registry = registry.clone();
-            async move { Ok(registry::handlers::route(&registry, &event).await) }
+            async move {
+                Ok(
+                    registry::handlers::route(&registry, &registry::handlers::NoSnapshots, &event)
+                        .await,
+                )
+            }
         })
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -2,7 +2,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     registry::runtime::serve_route(|registry, event| async move {
-        registry::handlers::message(&registry, &event).await
+        registry::handlers::message(&registry, &registry::handlers::NoSnapshots, &event).await
     })
     .await
 }
