@@ -21,7 +21,7 @@ import {
   type WebSocketClass,
   type WebSocketLike,
 } from './env.js';
-import { copyFilter, matchesFilter, type Filter } from './filter.js';
+import { copyFilter, isEverything, matchesFilter, normalizeFilter, sameFilter, type Filter } from './filter.js';
 import { Heartbeat } from './heartbeat.js';
 import {
   parseServerMessage,
@@ -93,9 +93,29 @@ export interface StateChange {
 /** Where a change came from. */
 export type ChangeSource = 'update' | 'snapshot' | 'filter';
 
+/**
+ * The subscription: what the client asks for and what the server has confirmed.
+ * - `offline`: not connected; `filter` is asked for on the next open;
+ * - `pending`: asked for on this connection, not confirmed yet;
+ * - `confirmed`: the server's SUBSCRIBED echoed `filter`: it sends only what matches;
+ * - `unsupported`: the server has no subscriptions (older servers): it sends everything and the
+ *   client keeps what `filter` matches.
+ */
+export interface Subscription {
+  filter: Filter;
+  status: 'offline' | 'pending' | 'confirmed' | 'unsupported';
+  /** The filter the server last confirmed on this connection (its SUBSCRIBED echo); null before. */
+  confirmed: Filter | null;
+}
+
 export type ClientError =
-  /** The server answered with ERROR (or API Gateway with its own error); `action`: the request it answers. */
-  | { kind: 'server'; message: string; action: Action | undefined; gateway: boolean }
+  /**
+   * The server answered with ERROR (or API Gateway with its own error); `action`: the request it
+   * answers; `refusedFilter`: the filter the server refused (an invalid one, or types the token
+   * does not allow), else null. A refused subscribe leaves the server's filter unchanged, and
+   * the client goes back to it (see `setFilter`).
+   */
+  | { kind: 'server'; message: string; action: Action | undefined; gateway: boolean; refusedFilter: Filter | null }
   /** An attempt closed before it opened: refused (401/403), unreachable, or timed out. */
   | { kind: 'refused'; code: number; reason: string; detail: string | null }
   /** The token provider threw or rejected; the attempt is retried with backoff. */
@@ -118,6 +138,8 @@ export interface ClientEvents {
   stream: { from: string; to: string };
   /** What the server supports on this connection changed. */
   capabilities: Readonly<Capabilities>;
+  /** The subscription changed: a new filter, a SUBSCRIBED, a refusal, a new connection. */
+  subscription: Subscription;
   /** A ping's round trip, ms. */
   rtt: { rttMs: number };
   error: ClientError;
@@ -139,6 +161,12 @@ export class MetricsClient {
   private readonly requests = new Requests();
   private readonly counters = newStats();
   private filter: Filter;
+  /** The last filter the server accepted (or the first one asked for): where a refusal goes back to. */
+  private accepted: Filter;
+  /** The server's SUBSCRIBED echo on the current connection; null before one. */
+  private confirmed: Filter | null = null;
+  /** The last subscription announced, to announce only changes. */
+  private announced = '';
 
   private current: ConnectionState = 'idle';
   private socket: WebSocketLike | null = null;
@@ -160,6 +188,7 @@ export class MetricsClient {
     this.WebSocketImpl = WebSocketImpl;
     this.clock = options.clock ?? systemClock;
     this.filter = copyFilter(options.filter);
+    this.accepted = normalizeFilter(this.filter);
     this.backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
     this.heartbeat = new Heartbeat(this.clock, options.pingIntervalMs ?? 60_000, {
       sendPing: () => this.request('ping'),
@@ -215,6 +244,16 @@ export class MetricsClient {
     return copyFilter(this.filter);
   }
 
+  /** What the client asks for and what the server has confirmed. */
+  get subscription(): Subscription {
+    const filter = copyFilter(this.filter);
+    const confirmed = this.confirmed && copyFilter(this.confirmed);
+    if (this.current !== 'open') return { filter, status: 'offline', confirmed };
+    if (this.requests.capabilities.subscribe === 'unsupported') return { filter, status: 'unsupported', confirmed };
+    const status = confirmed !== null && sameFilter(confirmed, filter) ? 'confirmed' : 'pending';
+    return { filter, status, confirmed };
+  }
+
   /**
    * Starts connecting. From `idle` or `closed` the backoff starts over; while a retry is
    * scheduled, it tries now; while connecting or open, it does nothing.
@@ -237,13 +276,14 @@ export class MetricsClient {
 
   /**
    * Changes what to receive: entities outside the new filter are removed at once, and on an
-   * open connection the subscription and a snapshot are requested again.
+   * open connection the subscription and a snapshot are requested again (the snapshot brings
+   * what the new filter adds). When the server refuses the filter (ERROR, reported as an
+   * `error` with `refusedFilter`), its filter stays as it was, and the client goes back to the
+   * last filter the server accepted (to everything when that is the one refused), subscribes
+   * with it again and takes a snapshot.
    */
   setFilter(filter: Filter): void {
-    this.filter = copyFilter(filter);
-    const changes = this.store.retain((id, data) => matchesFilter(this.filter, id, data));
-    if (this.current === 'open') this.requestSubscription();
-    this.publish({ changes, streamReset: null, snapshotComplete: false, ref: null }, 'filter');
+    this.changeFilter(copyFilter(filter));
   }
 
   // ---------------------------------------------------------------- connecting
@@ -329,6 +369,7 @@ export class MetricsClient {
     this.openedAt = this.clock.now();
     this.counters.opens++;
     this.requests.reset();
+    this.confirmed = null;
     this.receiver.connectionOpened();
     this.current = transition(this.current, 'opened');
     // Requests go out before anyone hears of the open, so a listener that closes the client
@@ -337,6 +378,7 @@ export class MetricsClient {
     this.heartbeat.start();
     this.emitState('connecting', null, null);
     this.events.emit('capabilities', this.capabilities);
+    this.announceSubscription();
   }
 
   private closed(event: CloseEventLike): void {
@@ -365,6 +407,7 @@ export class MetricsClient {
     const socket = this.socket;
     this.socket = null;
     this.openedAt = null;
+    this.confirmed = null;
     this.heartbeat.stop();
     this.clearConnectTimer();
     if (!socket) return;
@@ -410,6 +453,38 @@ export class MetricsClient {
 
   private emitState(previous: ConnectionState, retryInMs: number | null, close: CloseInfo | null): void {
     this.events.emit('state', { state: this.current, previous, retryInMs, attempt: this.backoff.attempt, close });
+    if (this.current !== 'open') this.announceSubscription();
+  }
+
+  // ---------------------------------------------------------------- the filter
+
+  private changeFilter(filter: Filter): void {
+    this.filter = filter;
+    const changes = this.store.retain((id, data) => matchesFilter(this.filter, id, data));
+    if (this.current === 'open') this.requestSubscription();
+    this.publish({ changes, streamReset: null, snapshotComplete: false, ref: null }, 'filter');
+    this.announceSubscription();
+  }
+
+  /**
+   * The server refused `refused` (its filter is unchanged): unless a newer filter was asked for
+   * since, go back to the last accepted one, or to everything when that is the one refused.
+   */
+  private filterRefused(refused: Filter): void {
+    if (!sameFilter(refused, this.filter)) return;
+    const fallback = sameFilter(this.filter, this.accepted) ? {} : this.accepted;
+    if (sameFilter(fallback, this.filter) || isEverything(refused)) return; // nothing to go back to
+    this.accepted = normalizeFilter(fallback);
+    this.changeFilter(copyFilter(fallback));
+  }
+
+  /** Emits `subscription` when it differs from the last one emitted. */
+  private announceSubscription(): void {
+    const subscription = this.subscription;
+    const key = JSON.stringify([subscription.status, normalizeFilter(subscription.filter), subscription.confirmed]);
+    if (key === this.announced) return;
+    this.announced = key;
+    this.events.emit('subscription', subscription);
   }
 
   // ---------------------------------------------------------------- requests
@@ -431,7 +506,8 @@ export class MetricsClient {
     } catch {
       return false; // the close event that follows handles it
     }
-    this.requests.sent(action, action === 'snapshot' ? this.store.mark() : null);
+    const filter = action === 'ping' ? null : this.filter;
+    this.requests.sent(action, action === 'snapshot' ? this.store.mark() : null, filter);
     return true;
   }
 
@@ -459,7 +535,10 @@ export class MetricsClient {
         return;
       }
       case 'SUBSCRIBED':
+        this.confirmed = normalizeFilter(message.filter);
+        this.accepted = this.confirmed;
         this.answered('subscribe');
+        this.announceSubscription();
         return;
       case 'PONG': {
         this.answered('ping');
@@ -473,7 +552,10 @@ export class MetricsClient {
         const failure = this.requests.failed(message.message);
         if (failure.downgraded) this.events.emit('capabilities', this.capabilities);
         if (failure.repeated) return; // e.g. every ping to a server without a ping route
-        this.events.emit('error', { kind: 'server', message: message.message, action: failure.action, gateway: message.gateway });
+        const { action, refusedFilter } = failure;
+        this.events.emit('error', { kind: 'server', message: message.message, action, gateway: message.gateway, refusedFilter });
+        if (action === 'subscribe' && refusedFilter) this.filterRefused(refusedFilter);
+        this.announceSubscription();
         return;
       }
       case 'UNKNOWN':

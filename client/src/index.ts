@@ -11,6 +11,7 @@ export {
   type ClientOptions,
   type CloseInfo,
   type StateChange,
+  type Subscription,
   type TokenProvider,
 } from './client.js';
 export type { ConnectionState } from './state.js';

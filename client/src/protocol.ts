@@ -31,7 +31,8 @@ export interface PartRef {
 export type ServerMessage =
   | { type: 'METRICS_UPDATE'; ref: PartRef | null; stream: string | null; updates: unknown[] }
   | { type: 'SNAPSHOT'; ref: PartRef | null; stream: string | null; items: unknown[] }
-  | { type: 'SUBSCRIBED' }
+  /** `filter`: the filter now in force on the connection, as the server echoes it. */
+  | { type: 'SUBSCRIBED'; filter: Filter }
   | { type: 'PONG' }
   /** `gateway`: API Gateway's own reply to a message no route takes (the seed has none). */
   | { type: 'ERROR'; message: string; gateway: boolean }
@@ -57,7 +58,7 @@ export function parseServerMessage(text: string): ServerMessage | Invalid {
     case 'SNAPSHOT':
       return { type: 'SNAPSHOT', ref: partRef(value), stream: stream(value), items: list(value['items']) };
     case 'SUBSCRIBED':
-      return { type: 'SUBSCRIBED' };
+      return { type: 'SUBSCRIBED', filter: echoedFilter(value) };
     case 'PONG':
       return { type: 'PONG' };
     case 'ERROR':
@@ -148,6 +149,23 @@ function partRef(message: Record<string, unknown>): PartRef | null {
 
 function positiveInt(value: unknown): number | null {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : null;
+}
+
+/**
+ * The filter a SUBSCRIBED echoes (`entityTypes`, `entityIds`; a list left out is none, so a
+ * bare SUBSCRIBED is "everything"); values that are not strings are skipped.
+ */
+function echoedFilter(message: Record<string, unknown>): Filter {
+  const filter: Filter = {};
+  const types = strings(message['entityTypes']);
+  const ids = strings(message['entityIds']);
+  if (types.length > 0) filter.entityTypes = types;
+  if (ids.length > 0) filter.entityIds = ids;
+  return filter;
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
 function errorText(value: unknown): string {

@@ -7,18 +7,25 @@
  * `subscribe` and `snapshot` with ERROR (or, without a route for them, API Gateway's
  * "Forbidden"); the client then carries on without them on that connection. What a server
  * supports is learned again on every connection: it may have been upgraded in between.
+ *
+ * An ERROR about the filter a `subscribe` or `snapshot` carried (the server says "invalid
+ * filter (the filter is unchanged): …", also for types the token does not allow) refuses that
+ * request, not the action: the server knows the action, so it is marked supported.
  */
 
+import type { Filter } from './filter.js';
 import type { Action } from './protocol.js';
 
 export type Support = 'unknown' | 'supported' | 'unsupported';
 
 export type Capabilities = Record<Action, Support>;
 
-interface Pending {
+export interface Pending {
   action: Action;
   /** For a snapshot: the store's mark when it was requested. */
   mark: number | null;
+  /** For a subscribe or snapshot: the filter it carried. */
+  filter: Filter | null;
 }
 
 export interface Failure {
@@ -28,6 +35,8 @@ export interface Failure {
   downgraded: boolean;
   /** The action had already failed that way on this connection (say, every ping to the seed). */
   repeated: boolean;
+  /** The server refused the filter this subscribe or snapshot carried (that filter); else null. */
+  refusedFilter: Filter | null;
 }
 
 const ACTIONS: readonly Action[] = ['subscribe', 'snapshot', 'ping'];
@@ -54,8 +63,8 @@ export class Requests {
     return this.support[action] !== 'unsupported';
   }
 
-  sent(action: Action, mark: number | null = null): void {
-    this.pending.push({ action, mark });
+  sent(action: Action, mark: number | null = null, filter: Filter | null = null): void {
+    this.pending.push({ action, mark, filter });
     if (this.pending.length > MAX_PENDING) this.pending.shift();
   }
 
@@ -68,12 +77,32 @@ export class Requests {
 
   /** An ERROR (or API Gateway's error) arrived: which request did it answer? */
   failed(message: string): Failure {
+    if (isAboutTheFilter(message)) {
+      // Only a subscribe or snapshot carries one; the message may quote filter values that
+      // look like action names, so it is not searched for one.
+      const request = this.takeOldest(FILTERED);
+      if (request) {
+        this.support[request.action] = 'supported';
+        return { action: request.action, downgraded: false, repeated: false, refusedFilter: request.filter ?? {} };
+      }
+    }
     const request = this.takeNamedIn(message) ?? this.pending.shift();
-    if (!request) return { action: undefined, downgraded: false, repeated: false };
-    // Once supported, an error is about that one request (say, a bad filter), not support.
+    if (!request) return { action: undefined, downgraded: false, repeated: false, refusedFilter: null };
+    // Once supported, an error is about that one request (say, a failed write), not support.
     const before = this.support[request.action];
     if (before === 'unknown') this.support[request.action] = 'unsupported';
-    return { action: request.action, downgraded: before === 'unknown', repeated: before === 'unsupported' };
+    return {
+      action: request.action,
+      downgraded: before === 'unknown',
+      repeated: before === 'unsupported',
+      refusedFilter: null,
+    };
+  }
+
+  /** The oldest waiting request of one of `actions`. */
+  private takeOldest(actions: readonly Action[]): Pending | undefined {
+    const index = this.pending.findIndex((p) => actions.includes(p.action));
+    return index < 0 ? undefined : this.pending.splice(index, 1)[0];
   }
 
   /** The waiting request whose action the message names, quoted first ("subscribe"). */
@@ -85,6 +114,14 @@ export class Requests {
     const index = this.pending.findIndex((p) => p.action === named);
     return this.pending.splice(index, 1)[0];
   }
+}
+
+/** The requests that carry a filter. */
+const FILTERED: readonly Action[] = ['subscribe', 'snapshot'];
+
+/** An ERROR that refuses a request's filter ("invalid filter (the filter is unchanged): …"). */
+function isAboutTheFilter(message: string): boolean {
+  return /\bfilter\b/i.test(message);
 }
 
 function unknownSupport(): Capabilities {

@@ -354,6 +354,152 @@ describe('MetricsClient: subscribe, snapshot and older servers', () => {
   });
 });
 
+describe('MetricsClient: the subscription in force', () => {
+  const INVALID = (detail: string) => ({ type: 'ERROR', message: `invalid filter (the filter is unchanged): ${detail}` });
+
+  it('reports offline, pending and confirmed from the SUBSCRIBED echo, again on every connection', () => {
+    const { client, clock, fake } = setup({ filter: { entityTypes: ['stream', 'disk', 'stream'] } });
+    const subscriptions = collect(client, 'subscription');
+    assert.equal(client.subscription.status, 'offline');
+    client.connect();
+    fake.last().open();
+    assert.deepEqual(client.subscription, { filter: { entityTypes: ['stream', 'disk', 'stream'] }, status: 'pending', confirmed: null });
+    fake.last().receive({ type: 'SUBSCRIBED', entityTypes: ['disk', 'stream'] }); // normalized by the server
+    assert.deepEqual(client.subscription.status, 'confirmed');
+    assert.deepEqual(client.subscription.confirmed, { entityTypes: ['disk', 'stream'] });
+    fake.last().drop();
+    assert.deepEqual(client.subscription.status, 'offline');
+    assert.equal(client.subscription.confirmed, null, 'a confirmation holds for its connection only');
+    clock.advance(500);
+    fake.last().open();
+    assert.deepEqual(fake.last().messages()[0], { action: 'subscribe', entityTypes: ['stream', 'disk', 'stream'] });
+    fake.last().receive({ type: 'SUBSCRIBED', entityTypes: ['disk', 'stream'] });
+    assert.deepEqual(
+      subscriptions.map((s) => s.status),
+      ['offline', 'pending', 'confirmed', 'offline', 'pending', 'confirmed'],
+      'one event per change (the first when connecting)',
+    );
+  });
+
+  it('is pending after setFilter until the server echoes the new filter; a bare SUBSCRIBED is everything', () => {
+    const { client, fake } = setup({ filter: { entityTypes: ['stream'] } });
+    client.connect();
+    fake.last().open();
+    fake.last().receive({ type: 'SUBSCRIBED', entityTypes: ['stream'] });
+    client.setFilter({});
+    assert.deepEqual(fake.last().messages().slice(-2), [{ action: 'subscribe' }, { action: 'snapshot' }]);
+    assert.equal(client.subscription.status, 'pending');
+    fake.last().receive({ type: 'SUBSCRIBED' });
+    assert.deepEqual(client.subscription, { filter: {}, status: 'confirmed', confirmed: {} });
+  });
+
+  it('is unsupported on a server without subscriptions, which sends everything', () => {
+    const { client, fake } = setup({ filter: { entityTypes: ['disk'] } });
+    client.connect();
+    fake.last().open();
+    fake.last().receive(UNKNOWN_SUBSCRIBE);
+    assert.equal(client.subscription.status, 'unsupported');
+  });
+
+  it('a refused filter is reported, the filter goes back to the one in force, and is asked for again', () => {
+    const { client, fake, errors } = setup({ filter: { entityTypes: ['stream'] } });
+    client.connect();
+    const socket = fake.last();
+    socket.open();
+    socket.receive({ type: 'SUBSCRIBED', entityTypes: ['stream'] });
+    socket.receive(snapshot([item('stream-1', '5', { entity_type: 'stream' })], { id: 's1', parts: 1 }));
+    const subscriptions = collect(client, 'subscription');
+    const sentBefore = socket.sent.length;
+
+    client.setFilter({ entityTypes: ['x'.repeat(200)] });
+    assert.equal(client.entities.size, 0, 'the new filter hides stream-1 at once');
+    socket.receive(INVALID('entityTypes has a value of 200 characters; values are 1 to 128'));
+    assert.deepEqual(errors, [
+      {
+        kind: 'server',
+        message: 'invalid filter (the filter is unchanged): entityTypes has a value of 200 characters; values are 1 to 128',
+        action: 'subscribe',
+        gateway: false,
+        refusedFilter: { entityTypes: ['x'.repeat(200)] },
+      },
+    ]);
+    assert.deepEqual(client.currentFilter, { entityTypes: ['stream'] });
+    assert.equal(client.capabilities.subscribe, 'supported', 'a refused filter says nothing about support');
+    assert.deepEqual(socket.messages().slice(sentBefore), [
+      { action: 'subscribe', entityTypes: ['x'.repeat(200)] },
+      { action: 'snapshot', entityTypes: ['x'.repeat(200)] },
+      { action: 'subscribe', entityTypes: ['stream'] },
+      { action: 'snapshot', entityTypes: ['stream'] },
+    ]);
+    // the snapshot with the refused filter is refused too: reported, nothing else changes
+    socket.receive(INVALID('entityTypes has a value of 200 characters; values are 1 to 128'));
+    assert.equal(errors[1]?.kind === 'server' && errors[1].action, 'snapshot');
+    assert.deepEqual(client.currentFilter, { entityTypes: ['stream'] });
+    // the snapshot taken with the filter in force brings stream-1 back
+    socket.receive(snapshot([item('stream-1', '5', { entity_type: 'stream' })], { id: 's2', parts: 1 }));
+    assert.deepEqual([...client.entities.keys()], ['stream-1']);
+    assert.deepEqual(
+      subscriptions.map((s) => [s.status, s.filter]),
+      [
+        ['pending', { entityTypes: ['x'.repeat(200)] }],
+        ['confirmed', { entityTypes: ['stream'] }],
+      ],
+    );
+  });
+
+  it('a filter refused on the first subscribe of a connection goes back to everything, and subscribe stays supported', () => {
+    const { client, fake, errors } = setup({ filter: { entityTypes: ['stream'] } });
+    client.connect();
+    const socket = fake.last();
+    socket.open();
+    socket.receive(INVALID('this connection may not receive entity types ["stream"]'));
+    assert.equal(client.capabilities.subscribe, 'supported');
+    assert.deepEqual(client.currentFilter, {});
+    assert.deepEqual(socket.messages().slice(-2), [{ action: 'subscribe' }, { action: 'snapshot' }]);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]?.kind === 'server' && errors[0].action, 'subscribe');
+  });
+
+  it('takes a filter error for the oldest subscribe or snapshot, even when it quotes an action name', () => {
+    const { client, fake } = setup({ filter: { entityTypes: ['ping'] } });
+    client.connect();
+    const socket = fake.last();
+    socket.open(); // subscribe, snapshot, ping
+    socket.receive(INVALID('this connection may not receive entity types ["ping"]'));
+    assert.equal(client.capabilities.ping, 'unknown');
+    assert.deepEqual(client.currentFilter, {});
+  });
+
+  it('a refusal of a filter already replaced by a newer one changes nothing', () => {
+    const { client, fake, errors } = setup({ snapshot: false });
+    client.connect();
+    const socket = fake.last();
+    socket.open();
+    socket.receive({ type: 'SUBSCRIBED' });
+    client.setFilter({ entityIds: ['bad id'] });
+    client.setFilter({ entityIds: ['good'] });
+    socket.receive(INVALID('entityIds …'));
+    assert.deepEqual(client.currentFilter, { entityIds: ['good'] });
+    assert.equal(errors[0]?.kind === 'server' && errors[0].refusedFilter?.entityIds?.[0], 'bad id');
+    socket.receive({ type: 'SUBSCRIBED', entityIds: ['good'] });
+    assert.equal(client.subscription.status, 'confirmed');
+  });
+
+  it('keeps an entity whose type OR id the filter names, as the server matches', () => {
+    const { client, fake } = setup({ filter: { entityTypes: ['disk'], entityIds: ['stream-2'] } });
+    client.connect();
+    fake.last().open();
+    fake.last().receive(
+      metricsUpdate([
+        wire('MODIFY', 'disk-1', '1', { entity_type: 'disk' }),
+        wire('MODIFY', 'stream-1', '1', { entity_type: 'stream' }),
+        wire('MODIFY', 'stream-2', '1', { entity_type: 'stream' }),
+      ]),
+    );
+    assert.deepEqual([...client.entities.keys()].sort(), ['disk-1', 'stream-2']);
+  });
+});
+
 describe('MetricsClient: messages and events', () => {
   it('emits upsert and remove per entity and one batch per message', () => {
     const { client, fake } = setup();

@@ -10,7 +10,7 @@ describe('Requests: which request an ERROR answers', () => {
     requests.sent('subscribe');
     requests.sent('ping');
     const failure = requests.failed('unknown action "ping"; supported actions: subscribe, snapshot');
-    assert.deepEqual(failure, { action: 'ping', downgraded: true, repeated: false });
+    assert.deepEqual(failure, { action: 'ping', downgraded: true, repeated: false, refusedFilter: null });
     assert.equal(requests.capabilities.subscribe, 'unknown');
   });
 
@@ -20,7 +20,7 @@ describe('Requests: which request an ERROR answers', () => {
     requests.sent('snapshot');
     assert.equal(requests.failed('snapshot is not available').action, 'snapshot');
     assert.equal(requests.failed('Forbidden').action, 'subscribe');
-    assert.deepEqual(requests.failed('Forbidden'), { action: undefined, downgraded: false, repeated: false });
+    assert.deepEqual(requests.failed('Forbidden'), { action: undefined, downgraded: false, repeated: false, refusedFilter: null });
   });
 
   it('an error after a success is about that request, not about support', () => {
@@ -28,12 +28,39 @@ describe('Requests: which request an ERROR answers', () => {
     requests.sent('subscribe');
     requests.answered('subscribe');
     requests.sent('subscribe');
-    assert.deepEqual(requests.failed('entityTypes must be a list of strings'), {
+    assert.deepEqual(requests.failed('the subscription could not be changed; try again'), {
       action: 'subscribe',
       downgraded: false,
       repeated: false,
+      refusedFilter: null,
     });
     assert.equal(requests.mayUse('subscribe'), true);
+  });
+
+  it('an error about the filter refuses that subscribe or snapshot, never marks it unsupported', () => {
+    const requests = new Requests();
+    requests.sent('ping');
+    requests.sent('subscribe', null, { entityTypes: ['snapshot'] });
+    requests.sent('snapshot', 4, { entityTypes: ['snapshot'] });
+    const message = 'invalid filter (the filter is unchanged): this connection may not receive entity types ["snapshot"]';
+    assert.deepEqual(requests.failed(message), {
+      action: 'subscribe',
+      downgraded: false,
+      repeated: false,
+      refusedFilter: { entityTypes: ['snapshot'] },
+    });
+    assert.equal(requests.capabilities.subscribe, 'supported');
+    assert.equal(requests.failed(message).action, 'snapshot');
+    assert.equal(requests.capabilities.snapshot, 'supported');
+    // with no subscribe or snapshot waiting it is an ordinary error
+    assert.deepEqual(requests.failed(message), { action: 'ping', downgraded: true, repeated: false, refusedFilter: null });
+  });
+
+  it('an error that is not about the filter still downgrades an action not known to work', () => {
+    const requests = new Requests();
+    requests.sent('snapshot', 1, {});
+    assert.equal(requests.failed('the snapshot could not be sent: snapshots are not enabled on this stage').downgraded, true);
+    assert.equal(requests.mayUse('snapshot'), false);
   });
 
   it('hands back the snapshot request\'s mark, oldest first, and forgets all on reset', () => {

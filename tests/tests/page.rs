@@ -2,7 +2,10 @@
 //! metrics-table write shows up on the page, and a screenshot is saved as a test artifact
 //! (`target/test-artifacts/dashboard.png`); the page (the client library inside it)
 //! reconnects when the gateway drops its connection; with authentication, it is refused
-//! without a token and connects with one.
+//! without a token and connects with one; its subscription control makes the server send only
+//! the entity type it names, shows the filter in force and the ERROR a bad filter gets; and
+//! after the server drops its socket it reconnects, re-subscribes, takes a snapshot and ends
+//! with the latest values (issue 17's end-to-end test, with the page).
 //!
 //! Needs Debian's `chromium` (`make test` installs it: `apt-get install chromium`), or the
 //! path of another Chromium in `$CHROMIUM`.
@@ -12,11 +15,12 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use e2e::{put_metric, start_stack, update_metric};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use stack::StackConfig;
+use stack::{Stack, StackConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -141,9 +145,8 @@ async fn with_authentication_the_page_is_refused_then_connects_with_a_token_as_s
 
 /// The gateway drops the page's connection (`DELETE @connections/{id}`, as API Gateway's
 /// management API does it): the page shows the retry, the client library reconnects after its
-/// backoff, and the next write arrives on the new connection. The server answers the library's
-/// `subscribe` and `snapshot` with ERROR while it has no such actions: the page shows no error
-/// for that.
+/// backoff, and the next write arrives on the new connection. A stage without snapshots answers
+/// the library's `snapshot` with ERROR: the page shows no error for that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_reconnects_when_the_gateway_drops_its_connection() -> anyhow::Result<()> {
     let stack = start_stack(StackConfig::for_tests()).await;
@@ -194,6 +197,331 @@ async fn the_page_reconnects_when_the_gateway_drops_its_connection() -> anyhow::
         shown,
         json!({"alert": true, "ping": "supported", "reconnects": "1"}),
         "no error shown, pings answered, one reconnect counted"
+    );
+
+    browser.close().await;
+    stack.shutdown().await;
+    Ok(())
+}
+
+const STATUS: &str = "document.querySelector('#status')?.getAttribute('data-state')";
+
+/// The subscription line under the form: the library's status, the filter the server confirmed
+/// (its SUBSCRIBED echo, `null` before one), the text shown, and the error line.
+const SUBSCRIPTION: &str = r#"(() => {
+    const line = document.querySelector('#subscription');
+    const error = document.querySelector('#subscription-error');
+    return { status: line.getAttribute('data-status'),
+             confirmed: JSON.parse(line.getAttribute('data-filter') || 'null'),
+             text: line.textContent,
+             error: error.hidden ? null : error.textContent };
+})()"#;
+
+/// The entity ids of the cards on the page, sorted.
+const CARDS: &str = r#"Array.from(document.querySelectorAll('[data-entity]'))
+    .map((card) => card.getAttribute('data-entity')).sort()"#;
+
+/// Writes one entity of the metrics table with its type (a PutItem: INSERT or MODIFY).
+async fn put_typed(stack: &Stack, entity_id: &str, entity_type: &str, value: f64) {
+    stack
+        .dynamo
+        .put_item()
+        .table_name(&stack.resources.names.metrics_table)
+        .item("entity_id", AttributeValue::S(entity_id.to_owned()))
+        .item("entity_type", AttributeValue::S(entity_type.to_owned()))
+        .item("metric_value", AttributeValue::N(value.to_string()))
+        .send()
+        .await
+        .expect("PutItem on the metrics table");
+}
+
+/// The raw `metric_value` of every card, by entity id (JSON object).
+const VALUES: &str = r#"Object.fromEntries(Array.from(document.querySelectorAll('[data-entity]')).map((card) => {
+    const td = card.querySelector('[data-metric="metric_value"]');
+    return [card.getAttribute('data-entity'), td && td.getAttribute('data-value')];
+}))"#;
+
+/// Types `types` and `ids` into the subscribe form and submits it, as a user does.
+async fn subscribe_with_the_form(page: &mut Cdp, types: &str, ids: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "document.querySelector('#sub-types').value = {};
+         document.querySelector('#sub-ids').value = {};
+         document.querySelector('#subscribe-form').requestSubmit();",
+        json!(types),
+        json!(ids)
+    );
+    page.eval(&script).await?;
+    Ok(())
+}
+
+/// The page's one connection id, and the filter its registry row holds (what fanout reads).
+async fn the_pages_row(stack: &Stack) -> (String, registry::Filter) {
+    let ids = stack.gateway.socket_ids();
+    assert_eq!(ids.len(), 1, "the page's one socket: {ids:?}");
+    let row = stack
+        .registry
+        .get(&ids[0])
+        .await
+        .expect("GetItem on the registry")
+        .expect("the page's connection has a row");
+    (ids[0].clone(), row.filter())
+}
+
+fn types_filter(types: &[&str]) -> registry::Filter {
+    registry::Filter::new(Some(types.iter().map(|t| (*t).to_owned()).collect()), None)
+        .expect("a valid filter")
+}
+
+/// The subscription control: the page subscribes to one entity type through the library, shows
+/// the filter the server confirmed, and of a mixed batch of writes shows only that type's
+/// cards, because the server sends nothing else (the library filtered nothing out). A filter
+/// the server refuses shows its ERROR, and the subscription in force stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_control_makes_the_page_receive_only_the_type_it_names()
+-> anyhow::Result<()> {
+    let stack = start_stack(StackConfig::for_tests()).await;
+    let browser = Browser::launch().await?;
+    let mut page = Cdp::open_page(&browser.devtools_url).await?;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await?;
+    page.call("Page.navigate", json!({"url": stack.page_url()}))
+        .await?;
+    page.wait_for("the page's WebSocket to open", STATUS, |s| s == "open")
+        .await?;
+    page.wait_for(
+        "the server to confirm the subscription to everything",
+        SUBSCRIPTION,
+        |s| s["status"] == "confirmed" && s["confirmed"] == json!({}),
+    )
+    .await?;
+
+    subscribe_with_the_form(&mut page, "disk", "").await?;
+    page.wait_for(
+        "the subscription to disk confirmed and shown",
+        SUBSCRIPTION,
+        |s| {
+            s["status"] == "confirmed"
+                && s["confirmed"] == json!({"entityTypes": ["disk"]})
+                && s["text"] == "Receiving type disk (confirmed by the server)"
+                && s["error"].is_null()
+        },
+    )
+    .await?;
+    assert_eq!(the_pages_row(&stack).await.1, types_filter(&["disk"]));
+    let url = page.eval("location.search").await?;
+    assert_eq!(
+        url, "?entityTypes=disk",
+        "the address keeps the subscription"
+    );
+
+    for (id, kind) in [
+        ("stream-1", "stream"),
+        ("disk-1", "disk"),
+        ("cpu-1", "cpu"),
+        ("stream-2", "stream"),
+        ("disk-2", "disk"),
+    ] {
+        put_typed(&stack, id, kind, 1.0).await;
+    }
+    // Written last, so every earlier write's round has been posted once it shows.
+    put_typed(&stack, "disk-last", "disk", 2.0).await;
+    page.wait_for("the disk cards", CARDS, |cards| {
+        *cards == json!(["disk-1", "disk-2", "disk-last"])
+    })
+    .await?;
+    let received = page
+        .eval("({ filtered: window.dashboard.stats.filtered, types: Array.from(document.querySelectorAll('[data-entity]')).map((c) => c.getAttribute('data-type')) })")
+        .await?;
+    assert_eq!(
+        received,
+        json!({"filtered": 0, "types": ["disk", "disk", "disk"]}),
+        "only disk cards, and the server sent no other type for the library to drop"
+    );
+
+    // A filter over the server's limit (values of 1 to 128 characters): ERROR, shown; the
+    // server's filter is unchanged, and the page keeps receiving disks only.
+    subscribe_with_the_form(&mut page, &"x".repeat(200), "").await?;
+    page.wait_for(
+        "the refused filter's ERROR on the page",
+        SUBSCRIPTION,
+        |s| {
+            s["error"].as_str().is_some_and(|e| {
+                e.starts_with(
+                    "The server refused the filter: invalid filter (the filter is unchanged)",
+                )
+            })
+        },
+    )
+    .await?;
+    page.wait_for(
+        "the subscription in force to stay disk",
+        SUBSCRIPTION,
+        |s| s["status"] == "confirmed" && s["confirmed"] == json!({"entityTypes": ["disk"]}),
+    )
+    .await?;
+    assert_eq!(the_pages_row(&stack).await.1, types_filter(&["disk"]));
+    put_typed(&stack, "stream-3", "stream", 3.0).await;
+    put_typed(&stack, "disk-3", "disk", 3.0).await;
+    page.wait_for("disk-3 on the page", CARDS, |cards| {
+        cards
+            .as_array()
+            .is_some_and(|c| c.contains(&json!("disk-3")))
+    })
+    .await?;
+    let cards = page.eval(CARDS).await?;
+    assert!(
+        cards.as_array().is_some_and(|c| c
+            .iter()
+            .all(|id| id.as_str().is_some_and(|id| id.starts_with("disk-")))),
+        "only disk cards after the refusal: {cards}"
+    );
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await?;
+    let png = base64::engine::general_purpose::STANDARD.decode(
+        shot["data"]
+            .as_str()
+            .context("captureScreenshot returns data")?,
+    )?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("dashboard-subscribed.png"), &png)?;
+
+    browser.close().await;
+    stack.shutdown().await;
+    Ok(())
+}
+
+/// Issue 17's end-to-end test, with the page. Entities written before the page connects show
+/// up from the snapshot the library takes on open. The page subscribes to one type; the server
+/// drops its socket; values are written while it is down. The page reconnects, subscribes
+/// again (the new connection's registry row has the filter, and the server sends it nothing
+/// else), takes a snapshot, and ends with the latest value of every entity of that type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_server_drops_it_the_page_resubscribes_takes_a_snapshot_and_shows_the_latest_values()
+-> anyhow::Result<()> {
+    let stack = start_stack(StackConfig::for_tests()).await;
+    put_typed(&stack, "stream-1", "stream", 1.0).await;
+    put_typed(&stack, "stream-2", "stream", 2.0).await;
+    put_typed(&stack, "disk-1", "disk", 1.0).await;
+    // The processor has those records (and broadcast them to nobody) before the page connects.
+    let processed = e2e::eventually(WAIT, || {
+        stack
+            .stream_stats
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    })
+    .await;
+    assert!(processed, "the stream poller delivered the three writes");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let browser = Browser::launch().await?;
+    let mut page = Cdp::open_page(&browser.devtools_url).await?;
+    page.call("Page.navigate", json!({"url": stack.page_url()}))
+        .await?;
+    page.wait_for("the page's WebSocket to open", STATUS, |s| s == "open")
+        .await?;
+    // The snapshot on open: nothing was written since the page connected.
+    page.wait_for(
+        "the entities written before the page connected (the snapshot on open)",
+        VALUES,
+        |v| *v == json!({"stream-1": "1", "stream-2": "2", "disk-1": "1"}),
+    )
+    .await?;
+
+    subscribe_with_the_form(&mut page, "stream", "").await?;
+    page.wait_for("the subscription to stream confirmed", SUBSCRIPTION, |s| {
+        s["status"] == "confirmed" && s["confirmed"] == json!({"entityTypes": ["stream"]})
+    })
+    .await?;
+    page.wait_for("disk-1 to leave the page", CARDS, |c| {
+        *c == json!(["stream-1", "stream-2"])
+    })
+    .await?;
+    let (before, filter) = the_pages_row(&stack).await;
+    assert_eq!(filter, types_filter(&["stream"]));
+    let snapshots_before = page
+        .eval("window.dashboard.stats.snapshotsCompleted")
+        .await?
+        .as_u64()
+        .context("a snapshot count")?;
+
+    delete_connection(&stack.gateway.management_endpoint(), &before).await?;
+    // While it is down (the first retry waits up to 4 s) or just after.
+    put_typed(&stack, "stream-1", "stream", 10.0).await;
+    put_typed(&stack, "stream-3", "stream", 3.0).await;
+    put_typed(&stack, "disk-1", "disk", 10.0).await;
+
+    let reconnected = r#"(() => {
+        const s = window.dashboard.stats;
+        return { state: document.querySelector('#status').getAttribute('data-state'),
+                 reconnects: s.reconnects, opens: s.opens };
+    })()"#;
+    page.wait_for("the page to reconnect once", reconnected, |v| {
+        v["state"] == "open" && v["reconnects"] == 1 && v["opens"] == 2
+    })
+    .await?;
+    page.wait_for(
+        "the subscription confirmed again on the new connection",
+        SUBSCRIPTION,
+        |s| s["status"] == "confirmed" && s["confirmed"] == json!({"entityTypes": ["stream"]}),
+    )
+    .await?;
+    let (after, filter) = the_pages_row(&stack).await;
+    assert_ne!(after, before, "a new connection replaced the dropped one");
+    assert_eq!(
+        filter,
+        types_filter(&["stream"]),
+        "the new row has the filter"
+    );
+
+    page.wait_for("the latest values, of streams only", VALUES, |v| {
+        *v == json!({"stream-1": "10", "stream-2": "2", "stream-3": "3"})
+    })
+    .await?;
+    page.wait_for(
+        "a snapshot taken on the new connection",
+        "window.dashboard.stats.snapshotsCompleted",
+        |n| n.as_u64().is_some_and(|n| n > snapshots_before),
+    )
+    .await?;
+    let log = page
+        .eval("Array.from(document.querySelectorAll('#log li')).map((li) => li.textContent)")
+        .await?;
+    let lines: Vec<&str> = log
+        .as_array()
+        .context("the event log")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // Newest first: the last open, then (above it) a snapshot received after it.
+    let opened = lines.iter().position(|l| l.contains("connected to "));
+    let snapshot = lines.iter().position(|l| l.contains("snapshot received"));
+    assert!(
+        matches!((snapshot, opened), (Some(s), Some(o)) if s < o),
+        "the page logs a snapshot after it reconnected: {lines:#?}"
+    );
+
+    // The server filters for the new connection: a disk write reaches it no more.
+    let filtered = page.eval("window.dashboard.stats.filtered").await?;
+    put_typed(&stack, "disk-2", "disk", 2.0).await;
+    put_typed(&stack, "stream-4", "stream", 4.0).await;
+    page.wait_for("stream-4 on the page", VALUES, |v| v["stream-4"] == "4")
+        .await?;
+    let cards = page.eval(CARDS).await?;
+    assert_eq!(
+        cards,
+        json!(["stream-1", "stream-2", "stream-3", "stream-4"])
+    );
+    assert_eq!(
+        page.eval("window.dashboard.stats.filtered").await?,
+        filtered,
+        "the server sent the page no disk update to drop"
     );
 
     browser.close().await;

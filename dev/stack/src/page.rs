@@ -61,4 +61,29 @@ mod tests {
         assert!(CLIENT.contains("MetricsClient"));
         assert!(CLIENT.contains("export {"), "client.js is an ES module");
     }
+
+    /// Every element `app.js` looks up by id (`$('name')`) is in the page.
+    #[test]
+    fn every_element_the_rendering_looks_up_is_in_the_page() {
+        let ids: Vec<&str> = APP
+            .split("$('")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("')").map(|(id, _)| id))
+            .collect();
+        for id in [
+            "subscribe-form",
+            "sub-types",
+            "sub-ids",
+            "subscription",
+            "filter",
+        ] {
+            assert!(ids.contains(&id), "app.js uses #{id}");
+        }
+        for id in ids {
+            assert!(
+                INDEX.contains(&format!(r#"id="{id}""#)),
+                "index.html has no element with id {id:?}, which app.js looks up"
+            );
+        }
+    }
 }

@@ -10,8 +10,16 @@
  * newer value of each entity by `sequence`, and follows `stream` resets. This page only turns
  * its events into DOM.
  *
+ * Two controls decide what shows. "Subscribe" (types and/or ids, comma-separated) is the
+ * library's filter (`client.setFilter`): the server sends only the entities whose type or id
+ * is listed, and the library re-subscribes and takes a snapshot, also after every reconnect;
+ * the line below it shows the subscription in force as the server confirmed it (SUBSCRIBED),
+ * and an ERROR the server answered a filter with. The search box only hides cards here.
+ *
  * Test hooks: [data-entity="<id>"] per entity card, [data-metric="<name>"] per value cell
- * (text = formatted value, data-value = raw number), #status[data-state], window.dashboard.
+ * (text = formatted value, data-value = raw number), #status[data-state],
+ * #subscription[data-status][data-filter] (the server's echo, JSON), #subscription-error,
+ * window.dashboard.
  */
 import { MetricsClient } from './client.js';
 
@@ -32,10 +40,25 @@ var CONFIG = {
   token: params.get('token') || sessionStorage.getItem('iops-token') || '',
   tokenInQuery: params.get('tokenIn') === 'query',
   pingIntervalMs: numParam('ping', 60) * 1000, // ?ping=<seconds>
+  // The subscription to start with: ?entityTypes=stream,disk&entityIds=stream-001
+  filter: filterOf(params.get('entityTypes') || '', params.get('entityIds') || ''),
   historyPoints: 60, // sparkline length
   logCapacity: 100,
   staleAfterMs: 120000 // a card not updated for this long is dimmed
 };
+
+/** A filter from the two comma-separated lists of the URL or the subscribe form. */
+function filterOf(types, ids) {
+  var filter = {};
+  var t = splitList(types), i = splitList(ids);
+  if (t.length) filter.entityTypes = t;
+  if (i.length) filter.entityIds = i;
+  return filter;
+}
+
+function splitList(text) {
+  return text.split(',').map(function (v) { return v.trim(); }).filter(function (v) { return v !== ''; });
+}
 
 function resolveWsUrl() {
   var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -409,7 +432,7 @@ function renderEntity(id) {
   v.ago.textContent = formatAgo(e.updatedAt);
   v.seq.textContent = e.sequence ? ' · seq ' + (e.sequence.length > 10 ? '…' + e.sequence.slice(-8) : e.sequence) : '';
   v.seq.title = e.sequence ? 'stream sequence ' + e.sequence : '';
-  applyFilterTo(v.card, e);
+  applySearchTo(v.card, e);
 }
 
 function removeView(id) {
@@ -432,21 +455,88 @@ function renderCollection() {
   updateShown();
 }
 
-// ---------------------------------------------------------------- filter
+// ---------------------------------------------------------------- local search
 
-var filterText = '';
+/** The search box: hides cards on this page only (what the server sends is the subscription). */
+var searchText = '';
 
-function applyFilterTo(card, e) {
+function applySearchTo(card, e) {
   var hay = (e.id + ' ' + (e.type || '')).toLowerCase();
-  card.hidden = filterText !== '' && hay.indexOf(filterText) === -1;
+  card.hidden = searchText !== '' && hay.indexOf(searchText) === -1;
 }
 
 function updateShown() {
   var total = Object.keys(entities).length;
-  if (filterText === '') { $('shown').textContent = total ? total + ' entities' : ''; return; }
+  if (searchText === '') { $('shown').textContent = total ? total + ' entities' : ''; return; }
   var shown = 0;
   views.forEach(function (v) { if (!v.card.hidden) shown++; });
   $('shown').textContent = shown + ' of ' + total + ' entities match';
+}
+
+// ---------------------------------------------------------------- subscription
+
+/** "types stream, disk or ids stream-001" as DOM nodes; "every entity" for no lists. */
+function describeFilter(filter) {
+  var parts = [];
+  var types = filter.entityTypes || [], ids = filter.entityIds || [];
+  if (types.length) parts.push(document.createTextNode(types.length > 1 ? 'types ' : 'type '), el('code', { text: types.join(', ') }));
+  if (types.length && ids.length) parts.push(document.createTextNode(' or '));
+  if (ids.length) parts.push(document.createTextNode(ids.length > 1 ? 'ids ' : 'id '), el('code', { text: ids.join(', ') }));
+  if (!parts.length) parts.push(document.createTextNode('every entity'));
+  return parts;
+}
+
+/** The line under the form: the library's `subscription` (what is asked, what the server confirmed). */
+function renderSubscription() {
+  var sub = client.subscription;
+  var line = $('subscription');
+  line.setAttribute('data-status', sub.status);
+  line.setAttribute('data-filter', JSON.stringify(sub.confirmed));
+  var nodes;
+  switch (sub.status) {
+    case 'confirmed':
+      nodes = [document.createTextNode('Receiving ')].concat(describeFilter(sub.confirmed), [document.createTextNode(' (confirmed by the server)')]);
+      break;
+    case 'pending':
+      nodes = [document.createTextNode('Subscribing to ')].concat(describeFilter(sub.filter), [document.createTextNode('…')]);
+      break;
+    case 'unsupported':
+      nodes = [document.createTextNode('This server has no subscriptions and sends every entity; showing ')].concat(describeFilter(sub.filter));
+      break;
+    default:
+      nodes = [document.createTextNode('Will subscribe to ')].concat(describeFilter(sub.filter), [document.createTextNode(' when connected')]);
+  }
+  line.textContent = '';
+  nodes.forEach(function (n) { line.appendChild(n); });
+  // The address keeps the filter asked for (after a refusal: the one the library went back to).
+  var url = new URL(location.href);
+  setListParam(url, 'entityTypes', sub.filter.entityTypes);
+  setListParam(url, 'entityIds', sub.filter.entityIds);
+  if (url.href !== location.href) history.replaceState(null, '', url.href);
+}
+
+function setListParam(url, name, list) {
+  if (list && list.length) url.searchParams.set(name, list.join(','));
+  else url.searchParams.delete(name);
+}
+
+function onSubscription(sub) {
+  if (sub.status === 'confirmed') {
+    log('subscribed: ' + describeFilter(sub.confirmed).map(function (n) { return n.textContent; }).join(''), 'ok');
+  }
+  renderSubscription();
+}
+
+function showSubscriptionError(text) {
+  var box = $('subscription-error');
+  box.textContent = text;
+  box.hidden = text === '';
+}
+
+/** The form's lists become the library's filter: it subscribes and takes a snapshot. */
+function applySubscription(types, ids) {
+  showSubscriptionError('');
+  client.setFilter(filterOf(types, ids));
 }
 
 // ---------------------------------------------------------------- stats & status
@@ -508,7 +598,8 @@ var client = new MetricsClient({
   // Called before every attempt, so a token entered later is used by the next reconnect.
   token: function () { return CONFIG.token || null; },
   tokenIn: CONFIG.tokenInQuery ? 'query' : 'protocol',
-  pingIntervalMs: CONFIG.pingIntervalMs
+  pingIntervalMs: CONFIG.pingIntervalMs,
+  filter: CONFIG.filter
 });
 
 var countdownTimer = null;
@@ -556,6 +647,13 @@ function onError(ev) {
       log('connection refused before opening (' + pageStats.lastClose + ')', 'error');
       return;
     case 'server':
+      // The server refused a filter (invalid, or types the token does not allow): its
+      // subscription is unchanged, and the library went back to it.
+      if (ev.refusedFilter) {
+        if (ev.action === 'subscribe') showSubscriptionError('The server refused the filter: ' + ev.message);
+        log('filter refused (' + ev.action + '): ' + ev.message, 'error');
+        return;
+      }
       // A server without subscriptions or snapshots (issue 14 not deployed, or the seed)
       // answers them with ERROR: the library then receives everything and filters locally.
       if ((ev.action === 'subscribe' || ev.action === 'snapshot') && client.capabilities[ev.action] === 'unsupported') {
@@ -587,6 +685,7 @@ client.on('upsert', onUpsert);
 client.on('remove', onRemove);
 client.on('batch', onBatch);
 client.on('rtt', renderStats);
+client.on('subscription', onSubscription);
 client.on('stream', function (ev) {
   log('new stream ' + ev.to + ' (was ' + ev.from + '): duplicate and order tracking reset', 'warn');
 });
@@ -643,19 +742,32 @@ function init() {
     log(CONFIG.token ? 'token set; reconnecting' : 'token cleared; reconnecting');
     reconnectNow();
   });
+  $('sub-types').value = (CONFIG.filter.entityTypes || []).join(', ');
+  $('sub-ids').value = (CONFIG.filter.entityIds || []).join(', ');
+  $('subscribe-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    applySubscription($('sub-types').value, $('sub-ids').value);
+  });
+  $('sub-all').addEventListener('click', function () {
+    $('sub-types').value = '';
+    $('sub-ids').value = '';
+    applySubscription('', '');
+  });
   $('filter').addEventListener('input', function (ev) {
-    filterText = ev.target.value.trim().toLowerCase();
-    views.forEach(function (v, id) { if (entities[id]) applyFilterTo(v.card, entities[id]); });
+    searchText = ev.target.value.trim().toLowerCase();
+    views.forEach(function (v, id) { if (entities[id]) applySearchTo(v.card, entities[id]); });
     updateShown();
   });
   setInterval(refreshAges, 1000);
   renderStats();
+  renderSubscription();
   if (params.get('autoconnect') !== '0') connect(); else setState('closed');
 }
 
 window.dashboard = {
   entities: entities,
   get stats() { return allStats(); },
+  get subscription() { return client.subscription; },
   config: CONFIG,
   client: client,
   connect: connect,

@@ -102,19 +102,43 @@ function globalWebSocket() {
 
 // src/filter.ts
 function matchesFilter(filter, id, data) {
-  const { entityTypes, entityIds } = filter;
-  if (entityIds && entityIds.length > 0 && !entityIds.includes(id)) return false;
-  if (entityTypes && entityTypes.length > 0) {
-    const type = data["entity_type"];
-    if (typeof type !== "string" || !entityTypes.includes(type)) return false;
-  }
-  return true;
+  const types = filter.entityTypes ?? [];
+  const ids = filter.entityIds ?? [];
+  if (types.length === 0 && ids.length === 0) return true;
+  if (ids.includes(id)) return true;
+  const type = data["entity_type"];
+  return typeof type === "string" && types.includes(type);
 }
 function copyFilter(filter) {
   const copy = {};
   if (filter?.entityTypes) copy.entityTypes = Object.freeze([...filter.entityTypes]);
   if (filter?.entityIds) copy.entityIds = Object.freeze([...filter.entityIds]);
   return copy;
+}
+function normalizeFilter(filter) {
+  const normalized = {};
+  const types = normalizedList(filter.entityTypes);
+  const ids = normalizedList(filter.entityIds);
+  if (types) normalized.entityTypes = types;
+  if (ids) normalized.entityIds = ids;
+  return normalized;
+}
+function sameFilter(a, b) {
+  const x = normalizeFilter(a);
+  const y = normalizeFilter(b);
+  return sameList(x.entityTypes, y.entityTypes) && sameList(x.entityIds, y.entityIds);
+}
+function isEverything(filter) {
+  return (filter.entityTypes?.length ?? 0) === 0 && (filter.entityIds?.length ?? 0) === 0;
+}
+function normalizedList(values) {
+  if (!values || values.length === 0) return void 0;
+  return Object.freeze([...new Set(values)].sort());
+}
+function sameList(a, b) {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((value, i) => value === y[i]);
 }
 
 // src/heartbeat.ts
@@ -190,7 +214,7 @@ function parseServerMessage(text) {
     case "SNAPSHOT":
       return { type: "SNAPSHOT", ref: partRef(value), stream: stream(value), items: list(value["items"]) };
     case "SUBSCRIBED":
-      return { type: "SUBSCRIBED" };
+      return { type: "SUBSCRIBED", filter: echoedFilter(value) };
     case "PONG":
       return { type: "PONG" };
     case "ERROR":
@@ -252,6 +276,17 @@ function partRef(message) {
 }
 function positiveInt(value) {
   return typeof value === "number" && Number.isInteger(value) && value > 0 ? value : null;
+}
+function echoedFilter(message) {
+  const filter = {};
+  const types = strings(message["entityTypes"]);
+  const ids = strings(message["entityIds"]);
+  if (types.length > 0) filter.entityTypes = types;
+  if (ids.length > 0) filter.entityIds = ids;
+  return filter;
+}
+function strings(value) {
+  return Array.isArray(value) ? value.filter((v) => typeof v === "string") : [];
 }
 function errorText(value) {
   if (typeof value === "string") return value;
@@ -576,8 +611,8 @@ var Requests = class {
   mayUse(action) {
     return this.support[action] !== "unsupported";
   }
-  sent(action, mark = null) {
-    this.pending.push({ action, mark });
+  sent(action, mark = null, filter = null) {
+    this.pending.push({ action, mark, filter });
     if (this.pending.length > MAX_PENDING) this.pending.shift();
   }
   /** A reply for `action` arrived: the oldest such request is answered. */
@@ -588,11 +623,28 @@ var Requests = class {
   }
   /** An ERROR (or API Gateway's error) arrived: which request did it answer? */
   failed(message) {
+    if (isAboutTheFilter(message)) {
+      const request2 = this.takeOldest(FILTERED);
+      if (request2) {
+        this.support[request2.action] = "supported";
+        return { action: request2.action, downgraded: false, repeated: false, refusedFilter: request2.filter ?? {} };
+      }
+    }
     const request = this.takeNamedIn(message) ?? this.pending.shift();
-    if (!request) return { action: void 0, downgraded: false, repeated: false };
+    if (!request) return { action: void 0, downgraded: false, repeated: false, refusedFilter: null };
     const before = this.support[request.action];
     if (before === "unknown") this.support[request.action] = "unsupported";
-    return { action: request.action, downgraded: before === "unknown", repeated: before === "unsupported" };
+    return {
+      action: request.action,
+      downgraded: before === "unknown",
+      repeated: before === "unsupported",
+      refusedFilter: null
+    };
+  }
+  /** The oldest waiting request of one of `actions`. */
+  takeOldest(actions) {
+    const index = this.pending.findIndex((p) => actions.includes(p.action));
+    return index < 0 ? void 0 : this.pending.splice(index, 1)[0];
   }
   /** The waiting request whose action the message names, quoted first ("subscribe"). */
   takeNamedIn(message) {
@@ -603,6 +655,10 @@ var Requests = class {
     return this.pending.splice(index, 1)[0];
   }
 };
+var FILTERED = ["subscribe", "snapshot"];
+function isAboutTheFilter(message) {
+  return /\bfilter\b/i.test(message);
+}
 function unknownSupport() {
   return { subscribe: "unknown", snapshot: "unknown", ping: "unknown" };
 }
@@ -649,6 +705,10 @@ var MetricsClient = class {
     this.events = new Emitter();
     this.requests = new Requests();
     this.counters = newStats();
+    /** The server's SUBSCRIBED echo on the current connection; null before one. */
+    this.confirmed = null;
+    /** The last subscription announced, to announce only changes. */
+    this.announced = "";
     this.current = "idle";
     this.socket = null;
     /** Bumped for every attempt and by close(): callbacks of older attempts are ignored. */
@@ -667,6 +727,7 @@ var MetricsClient = class {
     this.WebSocketImpl = WebSocketImpl;
     this.clock = options.clock ?? systemClock;
     this.filter = copyFilter(options.filter);
+    this.accepted = normalizeFilter(this.filter);
     this.backoff = new Backoff(options.backoff ?? {}, options.random ?? Math.random);
     this.heartbeat = new Heartbeat(this.clock, options.pingIntervalMs ?? 6e4, {
       sendPing: () => this.request("ping"),
@@ -711,6 +772,15 @@ var MetricsClient = class {
   get currentFilter() {
     return copyFilter(this.filter);
   }
+  /** What the client asks for and what the server has confirmed. */
+  get subscription() {
+    const filter = copyFilter(this.filter);
+    const confirmed = this.confirmed && copyFilter(this.confirmed);
+    if (this.current !== "open") return { filter, status: "offline", confirmed };
+    if (this.requests.capabilities.subscribe === "unsupported") return { filter, status: "unsupported", confirmed };
+    const status = confirmed !== null && sameFilter(confirmed, filter) ? "confirmed" : "pending";
+    return { filter, status, confirmed };
+  }
   /**
    * Starts connecting. From `idle` or `closed` the backoff starts over; while a retry is
    * scheduled, it tries now; while connecting or open, it does nothing.
@@ -731,13 +801,14 @@ var MetricsClient = class {
   }
   /**
    * Changes what to receive: entities outside the new filter are removed at once, and on an
-   * open connection the subscription and a snapshot are requested again.
+   * open connection the subscription and a snapshot are requested again (the snapshot brings
+   * what the new filter adds). When the server refuses the filter (ERROR, reported as an
+   * `error` with `refusedFilter`), its filter stays as it was, and the client goes back to the
+   * last filter the server accepted (to everything when that is the one refused), subscribes
+   * with it again and takes a snapshot.
    */
   setFilter(filter) {
-    this.filter = copyFilter(filter);
-    const changes = this.store.retain((id, data) => matchesFilter(this.filter, id, data));
-    if (this.current === "open") this.requestSubscription();
-    this.publish({ changes, streamReset: null, snapshotComplete: false, ref: null }, "filter");
+    this.changeFilter(copyFilter(filter));
   }
   // ---------------------------------------------------------------- connecting
   attempt() {
@@ -815,12 +886,14 @@ var MetricsClient = class {
     this.openedAt = this.clock.now();
     this.counters.opens++;
     this.requests.reset();
+    this.confirmed = null;
     this.receiver.connectionOpened();
     this.current = transition(this.current, "opened");
     this.requestSubscription();
     this.heartbeat.start();
     this.emitState("connecting", null, null);
     this.events.emit("capabilities", this.capabilities);
+    this.announceSubscription();
   }
   closed(event) {
     const wasOpen = this.openedAt !== null;
@@ -846,6 +919,7 @@ var MetricsClient = class {
     const socket = this.socket;
     this.socket = null;
     this.openedAt = null;
+    this.confirmed = null;
     this.heartbeat.stop();
     this.clearConnectTimer();
     if (!socket) return;
@@ -884,6 +958,34 @@ var MetricsClient = class {
   }
   emitState(previous, retryInMs, close) {
     this.events.emit("state", { state: this.current, previous, retryInMs, attempt: this.backoff.attempt, close });
+    if (this.current !== "open") this.announceSubscription();
+  }
+  // ---------------------------------------------------------------- the filter
+  changeFilter(filter) {
+    this.filter = filter;
+    const changes = this.store.retain((id, data) => matchesFilter(this.filter, id, data));
+    if (this.current === "open") this.requestSubscription();
+    this.publish({ changes, streamReset: null, snapshotComplete: false, ref: null }, "filter");
+    this.announceSubscription();
+  }
+  /**
+   * The server refused `refused` (its filter is unchanged): unless a newer filter was asked for
+   * since, go back to the last accepted one, or to everything when that is the one refused.
+   */
+  filterRefused(refused) {
+    if (!sameFilter(refused, this.filter)) return;
+    const fallback = sameFilter(this.filter, this.accepted) ? {} : this.accepted;
+    if (sameFilter(fallback, this.filter) || isEverything(refused)) return;
+    this.accepted = normalizeFilter(fallback);
+    this.changeFilter(copyFilter(fallback));
+  }
+  /** Emits `subscription` when it differs from the last one emitted. */
+  announceSubscription() {
+    const subscription = this.subscription;
+    const key = JSON.stringify([subscription.status, normalizeFilter(subscription.filter), subscription.confirmed]);
+    if (key === this.announced) return;
+    this.announced = key;
+    this.events.emit("subscription", subscription);
   }
   // ---------------------------------------------------------------- requests
   /** Subscribe, then snapshot (unless turned off), each unless this server refused it. */
@@ -901,7 +1003,8 @@ var MetricsClient = class {
     } catch {
       return false;
     }
-    this.requests.sent(action, action === "snapshot" ? this.store.mark() : null);
+    const filter = action === "ping" ? null : this.filter;
+    this.requests.sent(action, action === "snapshot" ? this.store.mark() : null, filter);
     return true;
   }
   // ---------------------------------------------------------------- receiving
@@ -926,7 +1029,10 @@ var MetricsClient = class {
         return;
       }
       case "SUBSCRIBED":
+        this.confirmed = normalizeFilter(message.filter);
+        this.accepted = this.confirmed;
         this.answered("subscribe");
+        this.announceSubscription();
         return;
       case "PONG": {
         this.answered("ping");
@@ -940,7 +1046,10 @@ var MetricsClient = class {
         const failure = this.requests.failed(message.message);
         if (failure.downgraded) this.events.emit("capabilities", this.capabilities);
         if (failure.repeated) return;
-        this.events.emit("error", { kind: "server", message: message.message, action: failure.action, gateway: message.gateway });
+        const { action, refusedFilter } = failure;
+        this.events.emit("error", { kind: "server", message: message.message, action, gateway: message.gateway, refusedFilter });
+        if (action === "subscribe" && refusedFilter) this.filterRefused(refusedFilter);
+        this.announceSubscription();
         return;
       }
       case "UNKNOWN":
