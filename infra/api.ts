@@ -36,11 +36,40 @@ export interface WebSocketApi {
 }
 
 /**
- * The API. `authorizerFunction` is the `authorizer` function, which exists exactly when
- * authMode is jwt: then $connect can only be reached through it.
+ * The API itself, before its routes: the message function, which a route invokes, posts
+ * snapshots through the API's management endpoint, so it is created between the two.
+ */
+export function websocketApiResource(settings: Settings): aws.apigatewayv2.Api {
+    return new aws.apigatewayv2.Api("websocket", {
+        name: `${settings.prefix}-websocket`,
+        protocolType: "WEBSOCKET",
+        // No route matches an `action` today, so every client message goes to $default.
+        routeSelectionExpression: "$request.body.action",
+        description: "IOps dashboard METRICS_UPDATE fan-out",
+    });
+}
+
+/**
+ * How a function posts to the connections of `api`'s stage `stageName`: the endpoint
+ * (WEBSOCKET_API_ENDPOINT) and what execute-api:ManageConnections is granted on.
+ */
+export function managementAccess(
+    api: aws.apigatewayv2.Api,
+    stageName: pulumi.Input<string>,
+): Pick<WebSocketApi, "managementEndpoint" | "manageConnectionsArns"> {
+    return {
+        managementEndpoint: pulumi.interpolate`${api.apiEndpoint.apply((e) => e.replace(/^wss:\/\//, "https://"))}/${stageName}`,
+        manageConnectionsArns: [pulumi.interpolate`${api.executionArn}/${stageName}/POST/@connections/*`],
+    };
+}
+
+/**
+ * The API's routes and stage. `authorizerFunction` is the `authorizer` function, which exists
+ * exactly when authMode is jwt: then $connect can only be reached through it.
  */
 export function websocketApi(
     settings: Settings,
+    api: aws.apigatewayv2.Api,
     handlers: Record<RouteKey, RustFunction>,
     authorizerFunction?: RustFunction,
 ): WebSocketApi {
@@ -48,14 +77,6 @@ export function websocketApi(
     if ((settings.auth.mode === "jwt") !== (authorizerFunction !== undefined)) {
         throw new Error(`authMode ${settings.auth.mode} ${authorizerFunction === undefined ? "needs" : "takes no"} authorizer function`);
     }
-
-    const api = new aws.apigatewayv2.Api("websocket", {
-        name: `${settings.prefix}-websocket`,
-        protocolType: "WEBSOCKET",
-        // No route matches an `action` today, so every client message goes to $default.
-        routeSelectionExpression: "$request.body.action",
-        description: "IOps dashboard METRICS_UPDATE fan-out",
-    });
 
     const auth = settings.auth.mode === "jwt" && authorizerFunction !== undefined
         ? connectAuthorizer(settings, settings.auth, api, authorizerFunction)
@@ -173,13 +194,11 @@ export function websocketApi(
         { dependsOn },
     );
 
-    const base = pulumi.interpolate`${api.executionArn}/${stage.name}`;
     return {
         api,
         stage,
         websocketUrl: pulumi.interpolate`${api.apiEndpoint}/${stage.name}`,
-        managementEndpoint: pulumi.interpolate`${api.apiEndpoint.apply((e) => e.replace(/^wss:\/\//, "https://"))}/${stage.name}`,
-        manageConnectionsArns: [pulumi.interpolate`${base}/POST/@connections/*`],
+        ...managementAccess(api, stage.name),
         accessLogGroup,
         auth,
     };

@@ -18,8 +18,15 @@
 //   logRetentionDays          every log group's retention                          30
 //   connectionsTableName      CONNECTIONS_TABLE_NAME                               iops-dashboard-websocket-connections
 //   connectionsIndexName      CONNECTIONS_INDEX_NAME                               connected-connectedAt-index
-//   connectionsIndexProjection  KEYS_ONLY | ALL: the GSI's projection (ALL only to adopt a    KEYS_ONLY
-//                             table whose index already projects ALL; RUNBOOK "Adopt the seed's table")
+//   connectionsIndexProjection  INCLUDE | KEYS_ONLY | ALL: the GSI's projection. INCLUDE      INCLUDE
+//                             carries what each connection receives (entityTypes, entityIds,
+//                             allowedEntityTypes), which the processor pages without a read per
+//                             connection; ALL carries them too. KEYS_ONLY only while adopting the
+//                             seed's index (RUNBOOK "Move the connections index to INCLUDE"):
+//                             filters and tokens' entity types then do not limit broadcasts, so it
+//                             is refused with authMode jwt
+//   connectionsIndexPrevious  while moving to a new index: the old one's name, kept     unset
+//                             (KEYS_ONLY) and still queryable until the switch is done
 //   connectionBuckets         CONNECTION_BUCKETS, 1..1000 (see RUNBOOK before changing)  1
 //   connectionBucketsPrevious CONNECTION_BUCKETS_PREVIOUS, 0..1000 (0: none)             0
 //   connectionTtlSeconds      CONNECTION_TTL_SECONDS, 60..604800, above the touch interval  86400
@@ -120,6 +127,12 @@
 //                             stack per account and region; a fresh account needs it once)
 //   broadcastsEnabled         the stream -> processor mapping is enabled           true
 //   deliveriesEnabled         the queue -> fanout mapping is enabled               true
+//   snapshotsEnabled          the message function answers {"action":"snapshot"}     true
+//                             with the state table's entities (STATE_TABLE_NAME,
+//                             WEBSOCKET_API_ENDPOINT); false: it answers ERROR, and has
+//                             neither variable nor permission
+//   snapshotCacheMs           SNAPSHOT_CACHE_MS, 0..60000: how old a read of the     1000
+//                             entities a snapshot may come from (per function instance)
 //   alarmEmail                subscribe this address to the alarm topic
 //   alarm thresholds: iteratorAgeMaxMs (60000, below streamMaxRecordAgeSeconds), functionErrorsThreshold (0),
 //     functionThrottlesThreshold (0), failedDeliveriesPercent (1: Failed / (Delivered + Failed)
@@ -195,6 +208,10 @@ export const TICK_SCHEDULE = "rate(1 minute)";
 export const BROADCAST_MODES = ["rounds", "batch"] as const;
 export type BroadcastMode = (typeof BROADCAST_MODES)[number];
 
+/** The connections index's projections the program can keep (RUNBOOK "Move the connections index to INCLUDE"). */
+export const INDEX_PROJECTIONS = ["INCLUDE", "KEYS_ONLY", "ALL"] as const;
+export type IndexProjection = (typeof INDEX_PROJECTIONS)[number];
+
 /** The modes of $connect authentication (authorizer/src/config.rs `AuthMode`). */
 export const AUTH_MODES = ["none", "jwt"] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
@@ -218,7 +235,9 @@ export interface Settings {
     connections: {
         tableName: string;
         indexName: string;
-        indexProjection: "KEYS_ONLY" | "ALL";
+        indexProjection: IndexProjection;
+        /** While moving to a new index: the old (KEYS_ONLY) index, kept until the switch is done. */
+        previousIndexName?: string;
         buckets: number;
         /** The old count while connectionBuckets changes (0: none); see the RUNBOOK. */
         previousBuckets: number;
@@ -284,6 +303,8 @@ export interface Settings {
     };
     /** $connect authentication; `jwt` deploys the authorizer function and the API's authorizer. */
     auth: AuthSettings;
+    /** Snapshots on open (the message function; snapshot/src/config.rs). */
+    snapshots: { enabled: boolean; cacheMs: number };
     alarms: {
         email?: string;
         iteratorAgeMaxMs: number;
@@ -715,7 +736,8 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
         connections: {
             tableName: c.string("connectionsTableName", "iops-dashboard-websocket-connections"),
             indexName: c.string("connectionsIndexName", "connected-connectedAt-index"),
-            indexProjection: c.oneOf("connectionsIndexProjection", "KEYS_ONLY", ["KEYS_ONLY", "ALL"] as const),
+            indexProjection: c.oneOf<IndexProjection>("connectionsIndexProjection", "INCLUDE", INDEX_PROJECTIONS),
+            ...previousIndex(c),
             buckets: c.int("connectionBuckets", 1, 1, 1000),
             previousBuckets: c.int("connectionBucketsPrevious", 0, 0, 1000),
             ttlSeconds: connectionTtlSeconds,
@@ -767,6 +789,10 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
             manageAccount: c.bool("manageApiGatewayAccount", false),
         },
         auth: authSettings(c),
+        snapshots: {
+            enabled: c.bool("snapshotsEnabled", true),
+            cacheMs: c.int("snapshotCacheMs", 1000, 0, 60000),
+        },
         alarms: {
             email: c.optional("alarmEmail"),
             iteratorAgeMaxMs,
@@ -785,10 +811,26 @@ export function loadSettings(source: ConfigSource, project: string, stack: strin
             ...rounds.alarms,
         },
     };
+    if (settings.connections.indexProjection === "KEYS_ONLY" && settings.auth.mode === "jwt") {
+        throw new ConfigError(
+            "connectionsIndexProjection KEYS_ONLY with authMode jwt: the index would not carry allowedEntityTypes, so a token's entity types would not limit what broadcasts deliver; move the index to INCLUDE first (RUNBOOK \"Move the connections index to INCLUDE\")",
+        );
+    }
+    if (settings.connections.previousIndexName === settings.connections.indexName) {
+        throw new ConfigError(
+            `config connectionsIndexPrevious=${JSON.stringify(settings.connections.indexName)} is connectionsIndexName itself: it names the old index while connectionsIndexName names the new one`,
+        );
+    }
     if (!/^[A-Za-z0-9_]{1,128}$/.test(settings.api.stageName)) {
         throw new ConfigError(`config stageName=${JSON.stringify(settings.api.stageName)} may hold only letters, digits and _`);
     }
     return settings;
+}
+
+/** `connectionsIndexPrevious`, when set. */
+function previousIndex(c: Reader): { previousIndexName?: string } {
+    const name = c.optional("connectionsIndexPrevious");
+    return name === undefined ? {} : { previousIndexName: name };
 }
 
 /**

@@ -1,7 +1,8 @@
 // One CloudWatch dashboard: a graph per alarm (its metric and statistic, or its metric-math
 // expression over hidden input metrics, at the alarm's period, with the threshold drawn), then
 // the posting budget and the rounds (posts per second against the budget, staleness, round
-// duration and age, pending entities), then the throughput figures that explain them. Every
+// duration and age, pending entities), then the throughput figures that explain them (snapshots
+// among them). Every
 // custom metric carries its catalogue dimensions (Service and this stack's Stage), as the
 // functions emit them.
 
@@ -171,6 +172,20 @@ export function dashboard(
                 emfRow("processor", "JobsSent"),
                 emfRow("processor", "ConnectionsPaged"),
                 emfRow("processor", "Pages"),
+            ],
+        },
+        {
+            // The message function's snapshots on open: what was sent, and how often the state
+            // table's entities were read for them (the rest came from the function's memory).
+            title: "snapshots",
+            metrics: [
+                emfRow("snapshot", "Snapshots"),
+                emfRow("snapshot", "SnapshotParts"),
+                emfRow("snapshot", "SnapshotFailures"),
+                emfRow("snapshot", "SnapshotsGone"),
+                emfRow("snapshot", "StateReads"),
+                emfRow("snapshot", "StateCacheHits"),
+                emfRow("snapshot", "SnapshotItems", "Sum", { yAxis: "right" }),
             ],
         },
         {

@@ -4,7 +4,8 @@
 // `live`, which is what API Gateway and the event source mappings invoke: a rollback moves the
 // alias back to an earlier version (RUNBOOK "Roll back a deploy") without a build. The
 // environment builders below are the one place where stack settings become the variables of
-// registry/src/config.rs, the processor and fanout bins and authorizer/src/config.rs.
+// registry/src/config.rs, snapshot/src/config.rs, the processor and fanout bins and
+// authorizer/src/config.rs.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -113,6 +114,27 @@ export function registryEnvironment(settings: Settings, tableName: pulumi.Input<
     };
 }
 
+/**
+ * The message function ($default): snapshot/src/config.rs `MessageConfig`, the registry's
+ * variables and, with snapshots on, the state table whose entities snapshots are cut from and
+ * the endpoint their parts are posted to. Without STATE_TABLE_NAME a snapshot request gets ERROR.
+ */
+export function messageEnvironment(
+    settings: Settings,
+    tableName: pulumi.Input<string>,
+    managementEndpoint: pulumi.Input<string>,
+    stateTableName: pulumi.Input<string>,
+): Environment {
+    const env = registryEnvironment(settings, tableName);
+    if (!settings.snapshots.enabled) return env;
+    return {
+        ...env,
+        WEBSOCKET_API_ENDPOINT: managementEndpoint,
+        STATE_TABLE_NAME: stateTableName,
+        SNAPSHOT_CACHE_MS: String(settings.snapshots.cacheMs),
+    };
+}
+
 /** What rounds need: the state table and the tick queue (rounds/src/settings.rs). */
 export interface RoundResources {
     stateTableName: pulumi.Input<string>;
@@ -121,7 +143,8 @@ export interface RoundResources {
 
 /**
  * processor/src/config.rs `ProcessorConfig` (which reads `RegistryConfig` too) and, in rounds
- * mode, `RoundSettings`; set in batch mode as well, so that switching modes is one variable.
+ * mode, `RoundSettings`; set in batch mode as well, so that switching modes is one variable
+ * (there the processor keeps each entity's latest change in the state table, for snapshots).
  */
 export function processorEnvironment(
     settings: Settings,

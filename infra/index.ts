@@ -9,16 +9,16 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
 import { alarms, alarmSpecs, alarmTopic } from "./alarms";
-import { websocketApi } from "./api";
+import { managementAccess, websocketApi, websocketApiResource } from "./api";
 import { authorizerStatements } from "./authorizer";
 import { canary, canarySettings } from "./canary";
 import { LIVE_ALIAS, loadSettings } from "./config";
 import { dashboard } from "./dashboard";
 import { allow } from "./iam";
-import { authorizerEnvironment, fanoutEnvironment, processorEnvironment, registryEnvironment, rustFunction } from "./functions";
+import { authorizerEnvironment, fanoutEnvironment, messageEnvironment, processorEnvironment, registryEnvironment, rustFunction } from "./functions";
 import { queueMapping, streamMapping } from "./mappings";
 import { queues as createQueues } from "./queues";
-import { fanoutRoundStatements, processorRoundStatements, tickMapping, tickSchedule } from "./rounds";
+import { fanoutRoundStatements, messageSnapshotStatements, processorRoundStatements, tickMapping, tickSchedule } from "./rounds";
 import { broadcastStateTable, connectionsTable, metricsSource } from "./tables";
 
 const config = new pulumi.Config();
@@ -29,7 +29,11 @@ const metrics = metricsSource(settings);
 const queues = createQueues(settings);
 const state = broadcastStateTable(settings);
 const roundResources = { stateTableName: state.name, tickQueueUrl: queues.ticks.url };
-const indexArn = pulumi.interpolate`${table.arn}/index/${settings.connections.indexName}`;
+// The index the functions page; while a new one replaces it, the old one too (RUNBOOK "Move the
+// connections index to INCLUDE"): a processor still on the old name keeps working meanwhile.
+const indexArns = [settings.connections.indexName, ...(settings.connections.previousIndexName !== undefined ? [settings.connections.previousIndexName] : [])].map(
+    (name) => pulumi.interpolate`${table.arn}/index/${name}`,
+);
 
 const registry = {
     memoryMb: settings.registryFunctions.memoryMb,
@@ -46,11 +50,27 @@ const disconnect = rustFunction(settings, {
     ...registry,
     statements: () => [allow("RemoveConnection", ["dynamodb:DeleteItem"], [table.arn])],
 });
+// The API before the message function, which posts snapshots through its management endpoint;
+// its routes after every function they invoke.
+const api = websocketApiResource(settings);
+const snapshotPosting = managementAccess(api, settings.api.stageName);
 const message = rustFunction(settings, {
     fn: "message",
-    ...registry,
-    // GetItem: a ping reads lastSeenAt first, and writes only when the row is due a refresh.
-    statements: () => [allow("TouchConnection", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn])],
+    memoryMb: registry.memoryMb,
+    timeoutSeconds: registry.timeoutSeconds,
+    environment: messageEnvironment(settings, table.name, snapshotPosting.managementEndpoint, state.name),
+    statements: () => [
+        // GetItem: a ping reads lastSeenAt first, and writes only when the row is due a refresh;
+        // subscribe and snapshot read the row (its filter, its token's types); UpdateItem: the
+        // ping's refresh, subscribe's new filter.
+        allow("TouchConnection", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [table.arn]),
+        ...(settings.snapshots.enabled
+            ? [
+                  ...messageSnapshotStatements(state.arn),
+                  allow("PostSnapshots", ["execute-api:ManageConnections"], snapshotPosting.manageConnectionsArns),
+              ]
+            : []),
+    ],
 });
 
 // Only with authMode jwt: it decides, before $connect runs, whether a connection may exist.
@@ -66,7 +86,7 @@ const authorizer =
           })
         : undefined;
 
-const ws = websocketApi(settings, { $connect: connect, $disconnect: disconnect, $default: message }, authorizer);
+const ws = websocketApi(settings, api, { $connect: connect, $disconnect: disconnect, $default: message }, authorizer);
 
 const processor = rustFunction(settings, {
     fn: "processor",
@@ -74,7 +94,7 @@ const processor = rustFunction(settings, {
     timeoutSeconds: settings.processor.timeoutSeconds,
     environment: processorEnvironment(settings, table.name, queues.fanout.url, roundResources),
     statements: () => [
-        allow("PageConnections", ["dynamodb:Query"], [indexArn]),
+        allow("PageConnections", ["dynamodb:Query"], indexArns),
         allow(
             "ReadMetricsStream",
             ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],

@@ -8,8 +8,10 @@
 //   schedule      -> processor: every minute, the safety tick; it also emits RoundAge and
 //                    PendingEntities, which round-stuck reads (no data: the schedule is broken)
 //
-// The same resources and grants exist in batch mode, where the processor uses none of them
-// (the fanout's posting budget still uses the table): switching modes is one variable.
+// The same resources and grants exist in batch mode, where the processor only keeps each
+// entity's latest change in the table (the snapshots' source) and the fanout's posting budget
+// still uses it: switching modes is one variable. The message function reads the entities for
+// snapshots, and nothing else of the table.
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -20,13 +22,15 @@ import { allow, Statement } from "./iam";
 
 /**
  * The partition keys (`pk`) of the state table each function touches (rounds/src/store.rs,
- * fanout/src/budget/dynamo.rs): the processor records and clears changes and starts rounds; the
- * fanout counts jobs done, ends rounds and claims budget windows, and never reads or writes a
- * change.
+ * fanout/src/budget/dynamo.rs): the processor records and clears changes and starts rounds (in
+ * batch mode it keeps the entities only); the fanout counts jobs done, ends rounds and claims
+ * budget windows, and never reads or writes a change; the message function reads the entities
+ * (snapshot/src/cache.rs, `RoundStore::entities`).
  */
 export const STATE_KEYS = {
     processor: ["entity", "pending", "round"],
     fanout: ["round", "done#*", "budget"],
+    message: ["entity"],
 } as const;
 
 /** The processor: changes, rounds and ticks. */
@@ -43,6 +47,18 @@ export function processorRoundStatements(stateTableArn: pulumi.Input<string>, ti
         allow("SendTicks", ["sqs:SendMessage"], [tickQueueArn]),
         // What the tick queue's mapping polls with (the function's role), as for the fanout's.
         allow("ConsumeTicks", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [tickQueueArn]),
+    ];
+}
+
+/**
+ * The message function's snapshots: a Query of the `entity` partition (consistent, paged),
+ * nothing else of the state table.
+ */
+export function messageSnapshotStatements(stateTableArn: pulumi.Input<string>): Statement[] {
+    return [
+        allow("ReadEntities", ["dynamodb:Query"], [stateTableArn], {
+            "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [...STATE_KEYS.message] },
+        }),
     ];
 }
 

@@ -10,13 +10,34 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 
-import { Settings } from "./config";
+import { IndexProjection, Settings } from "./config";
 
 /** The resource options of every table. */
 export const TABLE_OPTIONS: pulumi.CustomResourceOptions = { protect: true, retainOnDelete: true };
 
+/**
+ * What the connections index carries besides keys with the INCLUDE projection: what each
+ * connection receives (its filter, its token's entity types), so that the processor pages the
+ * index without a read per connection (registry/src/store.rs `live_connections`;
+ * dev/stack/src/bootstrap.rs `PROJECTED`).
+ */
+export const INDEX_ATTRIBUTES = ["entityTypes", "entityIds", "allowedEntityTypes"] as const;
+
+/** The `connected` / `connectedAt` index named `name` with `projection`. */
+function connectedIndex(name: string, projection: IndexProjection): aws.types.input.dynamodb.TableGlobalSecondaryIndex {
+    return {
+        name,
+        keySchemas: [
+            { attributeName: "connected", keyType: "HASH" },
+            { attributeName: "connectedAt", keyType: "RANGE" },
+        ],
+        projectionType: projection,
+        ...(projection === "INCLUDE" ? { nonKeyAttributes: [...INDEX_ATTRIBUTES] } : {}),
+    };
+}
+
 export function connectionsTable(settings: Settings): aws.dynamodb.Table {
-    const { tableName, indexName, indexProjection } = settings.connections;
+    const { tableName, indexName, indexProjection, previousIndexName } = settings.connections;
     return new aws.dynamodb.Table(
         "connections",
         {
@@ -30,20 +51,12 @@ export function connectionsTable(settings: Settings): aws.dynamodb.Table {
                 // Epoch milliseconds.
                 { name: "connectedAt", type: "N" },
             ],
+            // A projection cannot change in place: a new one is a new index, built online beside
+            // the old (connectionsIndexPrevious) until the functions use it (RUNBOOK "Move the
+            // connections index to INCLUDE"). KEYS_ONLY and ALL only to adopt an index that has them.
             globalSecondaryIndexes: [
-                {
-                    name: indexName,
-                    keySchemas: [
-                        { attributeName: "connected", keyType: "HASH" },
-                        { attributeName: "connectedAt", keyType: "RANGE" },
-                    ],
-                    // Fan-out reads only connectionId, which every projection carries. When the
-                    // subscription filter becomes an attribute, project it with INCLUDE
-                    // (nonKeyAttributes: ["<filter attribute>"]) so fan-out never needs a GetItem.
-                    // ALL only to adopt a table whose index already has it (a projection cannot
-                    // change in place: the index would be dropped and rebuilt).
-                    projectionType: indexProjection,
-                },
+                connectedIndex(indexName, indexProjection),
+                ...(previousIndexName !== undefined ? [connectedIndex(previousIndexName, "KEYS_ONLY")] : []),
             ],
             // Rows that $disconnect missed expire (epoch seconds, CONNECTION_TTL_SECONDS ahead).
             ttl: { attributeName: "ttl", enabled: true },
@@ -55,10 +68,11 @@ export function connectionsTable(settings: Settings): aws.dynamodb.Table {
 }
 
 /**
- * The broadcast state table, `<prefix>-broadcast-state` (STATE_TABLE_NAME of the processor and
- * the fanout): one per stack, as at most one round is in flight per stage. Its items, all under
- * `pk` (S) and `sk` (S):
- *   entity / <keys>             an entity's latest change (the guard against replayed records)
+ * The broadcast state table, `<prefix>-broadcast-state` (STATE_TABLE_NAME of the processor, the
+ * fanout and the message function): one per stack, as at most one round is in flight per stage.
+ * Its items, all under `pk` (S) and `sk` (S):
+ *   entity / <keys>             an entity's latest change (the guard against replayed records;
+ *                               the snapshots' source, in both broadcast modes)
  *   pending / <keys>            its latest change not yet broadcast (the next round's content)
  *   round / current             the round in flight, or the last one
  *   done#<roundId> / <job key>  a finished job of a round (a job delivered twice counts once)

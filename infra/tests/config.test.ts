@@ -32,8 +32,10 @@ describe("settings", () => {
             previousBuckets: 0,
             ttlSeconds: 86400,
             touchIntervalSeconds: 300,
-            indexProjection: "KEYS_ONLY",
+            // What each connection receives rides in the index (tables.ts INDEX_ATTRIBUTES).
+            indexProjection: "INCLUDE",
         });
+        assert.deepEqual(s.snapshots, { enabled: true, cacheMs: 1000 });
         assert.deepEqual(s.metrics, { kind: "existing", streamArn: STREAM_ARN });
         assert.deepEqual(s.stream, { maxRecordAgeSeconds: 900, alwaysActive: true });
         assert.deepEqual(s.liveVersions, {});
@@ -90,7 +92,11 @@ describe("settings", () => {
         ["a live version 0", { fanoutLiveVersion: "0" }, /fanoutLiveVersion=0 must be between 1/],
         ["a live version that is not a number", { processorLiveVersion: "$LATEST" }, /processorLiveVersion="\$LATEST" is not an integer/],
         ["a build that is not a commit", { artifactBuild: "main" }, /artifactBuild="main" is not a git commit/],
-        ["an index projection the program cannot keep", { connectionsIndexProjection: "INCLUDE" }, /connectionsIndexProjection/],
+        ["an index projection DynamoDB does not have", { connectionsIndexProjection: "SOME" }, /connectionsIndexProjection="SOME" must be one of INCLUDE, KEYS_ONLY, ALL/],
+        ["a keys-only index with tokens that limit entity types", { connectionsIndexProjection: "KEYS_ONLY", authMode: "jwt", authJwksUrl: "https://example.com/jwks.json" }, /KEYS_ONLY with authMode jwt: .*move the index to INCLUDE first/],
+        ["a previous index that is the index itself", { connectionsIndexPrevious: "connected-connectedAt-index" }, /connectionsIndexPrevious="connected-connectedAt-index" is connectionsIndexName itself/],
+        ["a snapshot cache over a minute", { snapshotCacheMs: "60001" }, /snapshotCacheMs=60001 must be between 0 and 60000/],
+        ["snapshots neither on nor off", { snapshotsEnabled: "yes" }, /snapshotsEnabled/],
     ];
     for (const [what, values, message] of rejected) {
         it(`reject ${what}`, () => {

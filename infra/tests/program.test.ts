@@ -67,7 +67,9 @@ describe("connections table", () => {
                     { attributeName: "connected", keyType: "HASH" },
                     { attributeName: "connectedAt", keyType: "RANGE" },
                 ],
-                projectionType: "KEYS_ONLY",
+                // What each connection receives, paged without a read per connection.
+                projectionType: "INCLUDE",
+                nonKeyAttributes: ["entityTypes", "entityIds", "allowedEntityTypes"],
             },
         ]);
         assert.deepEqual(t.ttl, { attributeName: "ttl", enabled: true });
@@ -208,7 +210,14 @@ describe("functions", () => {
             CONNECTION_TTL_SECONDS: "86400",
             CONNECTION_TOUCH_INTERVAL_SECONDS: "300",
         };
-        for (const fn of ["connect", "disconnect", "message"]) assert.deepEqual(env(fn), registry);
+        for (const fn of ["connect", "disconnect"]) assert.deepEqual(env(fn), registry);
+        // message reads the registry's as well (snapshot/src/config.rs), and what snapshots need.
+        assert.deepEqual(env("message"), {
+            ...registry,
+            WEBSOCKET_API_ENDPOINT: ENDPOINT,
+            STATE_TABLE_NAME: `${PREFIX}-broadcast-state`,
+            SNAPSHOT_CACHE_MS: "1000",
+        });
         // processor and fanout read RegistryConfig as well (processor/src/config.rs, fanout/src/config.rs).
         assert.deepEqual(env("processor"), {
             ...registry,
@@ -243,6 +252,8 @@ describe("functions", () => {
         assert.equal(env("fanout").FANOUT_QUEUE_URL, p.outputs.fanoutQueueUrl);
         assert.equal(env("connect").CONNECTIONS_TABLE_NAME, p.outputs.connectionsTableName);
         assert.equal(env("fanout").WEBSOCKET_API_ENDPOINT, p.outputs.managementEndpoint);
+        assert.equal(env("message").WEBSOCKET_API_ENDPOINT, p.outputs.managementEndpoint);
+        assert.equal(env("message").STATE_TABLE_NAME, p.outputs.broadcastStateTableName);
         for (const fn of FUNCTIONS) assert.equal(env(fn).STAGE, p.outputs.stageName, fn);
     });
 
@@ -263,7 +274,16 @@ describe("IAM", () => {
     const expected: Record<string, Record<string, string[]>> = {
         connect: { ...logs("connect"), "dynamodb:PutItem": [TABLE_ARN] },
         disconnect: { ...logs("disconnect"), "dynamodb:DeleteItem": [TABLE_ARN] },
-        message: { ...logs("message"), "dynamodb:GetItem": [TABLE_ARN], "dynamodb:UpdateItem": [TABLE_ARN] },
+        message: {
+            ...logs("message"),
+            // ping, subscribe, snapshot: the row; subscribe: its filter.
+            "dynamodb:GetItem": [TABLE_ARN],
+            "dynamodb:UpdateItem": [TABLE_ARN],
+            // Snapshots: the state table's entities (only that partition: tests/rounds.test.ts),
+            // posted to the connection that asked.
+            "dynamodb:Query": [STATE_TABLE_ARN],
+            "execute-api:ManageConnections": [`${EXECUTION_ARN}/prod/POST/@connections/*`],
+        },
         processor: {
             ...logs("processor"),
             "dynamodb:Query": [`${TABLE_ARN}/index/${INDEX}`, STATE_TABLE_ARN],
@@ -324,10 +344,10 @@ describe("IAM", () => {
         assert.deepEqual(p.all("aws:iam/rolePolicyAttachment:RolePolicyAttachment"), []);
     });
 
-    it("ManageConnections is granted to fanout only, on this stage's POST only", () => {
+    it("ManageConnections is granted to fanout and message (snapshots) only, on this stage's POST only", () => {
         for (const fn of FUNCTIONS) {
             const granted = grants(p.statements(fn))["execute-api:ManageConnections"];
-            if (fn === "fanout") {
+            if (fn === "fanout" || fn === "message") {
                 for (const arn of granted) assert.match(arn, new RegExp(`^${EXECUTION_ARN}/prod/POST/@connections/\\*$`));
                 assert.equal(granted.length, 1);
             } else {

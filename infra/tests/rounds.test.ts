@@ -242,16 +242,18 @@ describe("the functions' variables", () => {
         assert.equal(e.ROUND_LEASE_SECONDS, undefined);
     });
 
-    it("are the resources' own names, and no other function reads them", () => {
+    it("are the resources' own names, and no other function reads them (message: the state table, for snapshots)", () => {
         for (const fn of ["processor", "fanout"]) {
             assert.equal(env(fn).STATE_TABLE_NAME, p.outputs.broadcastStateTableName, fn);
             assert.equal(env(fn).TICK_QUEUE_URL, p.outputs.tickQueueUrl, fn);
         }
+        assert.equal(env("message").STATE_TABLE_NAME, p.outputs.broadcastStateTableName);
         for (const fn of ["connect", "disconnect", "message"]) {
-            for (const name of ["BROADCAST_MODE", "POST_BUDGET_PER_SECOND", "ROUND_LEASE_SECONDS", "STATE_TABLE_NAME", "TICK_QUEUE_URL"]) {
+            for (const name of ["BROADCAST_MODE", "POST_BUDGET_PER_SECOND", "ROUND_LEASE_SECONDS", "TICK_QUEUE_URL"]) {
                 assert.equal(env(fn)[name], undefined, `${fn} ${name}`);
             }
         }
+        for (const fn of ["connect", "disconnect"]) assert.equal(env(fn).STATE_TABLE_NAME, undefined, fn);
         assert.deepEqual([p.outputs.broadcastMode, p.outputs.postBudgetPerSecond], ["rounds", 6000]);
     });
 });
@@ -285,11 +287,19 @@ describe("what the functions may do to the rounds' resources", () => {
         assert.deepEqual(grants(touching("fanout", sqsArn(TICKS))), { "sqs:SendMessage": [sqsArn(TICKS)] });
     });
 
+    it("message: query the state table's entities, nothing else of it", () => {
+        const [state, ...others] = touching("message", STATE_TABLE_ARN);
+        assert.deepEqual(others, []);
+        assert.deepEqual(state.Action, ["dynamodb:Query"]);
+        assert.deepEqual((state as any).Condition, { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": ["entity"] } });
+    });
+
     it("no other function may touch the state table, the tick queue or its DLQ; nobody is granted the DLQ", () => {
         for (const fn of FUNCTIONS) {
             for (const arn of [STATE_TABLE_ARN, sqsArn(TICKS), sqsArn(TICKS_DLQ)]) {
                 const found = touching(fn, arn);
                 if ((fn === "processor" || fn === "fanout") && arn !== sqsArn(TICKS_DLQ)) continue;
+                if (fn === "message" && arn === STATE_TABLE_ARN) continue;
                 assert.deepEqual(found, [], `${fn} on ${arn}`);
             }
         }

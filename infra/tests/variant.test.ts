@@ -1,8 +1,9 @@
 // A stack that sets everything the other way: the metrics table is owned elsewhere (only its
 // stream ARN is configured), arm64, 8 buckets, another stage, an older 256 KiB queue, a longer
 // fanout timeout, a rolled-back fanout, a quiet stream, authentication by a JWKS alone for clients
-// that all send ?token= (so no canary: it has no secret to sign its token with). Each setting
-// must reach the resource and the environment that use it.
+// that all send ?token= (so no canary: it has no secret to sign its token with), snapshots off, and
+// an old index kept beside the new one while it replaces it. Each setting must reach the resource
+// and the environment that use it.
 
 import * as assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
@@ -23,6 +24,9 @@ before(async () => {
             architecture: "arm64",
             connectionsTableName: "conns-staging",
             connectionsIndexName: "by-bucket",
+            connectionsIndexPrevious: "connected-connectedAt-index",
+            snapshotsEnabled: "false",
+            snapshotCacheMs: "250",
             connectionBuckets: "8",
             connectionBucketsPrevious: "4",
             connectionTtlSeconds: "7200",
@@ -95,11 +99,24 @@ describe("settings reach resources and environments", () => {
     it("table, index, buckets, TTL", () => {
         const t = p.one("aws:dynamodb/table:Table", "connections").inputs;
         assert.equal(t.name, "conns-staging");
-        assert.equal(t.globalSecondaryIndexes[0].name, "by-bucket");
-        assert.equal(t.globalSecondaryIndexes[0].projectionType, "ALL");
+        // The new index, and the old one it replaces (keys only, as the seed's), kept until
+        // connectionsIndexPrevious is removed.
+        assert.deepEqual(
+            t.globalSecondaryIndexes.map((i: any) => [i.name, i.projectionType, i.nonKeyAttributes]),
+            [
+                ["by-bucket", "ALL", undefined],
+                ["connected-connectedAt-index", "KEYS_ONLY", undefined],
+            ],
+        );
         const tableArn = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/conns-staging`;
-        // The index, and the rounds' state table.
-        assert.deepEqual(grants(p.statements("processor"))["dynamodb:Query"], [`${tableArn}/index/by-bucket`, `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${PREFIX}-broadcast-state`]);
+        // Both indexes (a processor still on the old name keeps paging), and the rounds' state table.
+        assert.deepEqual(grants(p.statements("processor"))["dynamodb:Query"], [
+            `${tableArn}/index/by-bucket`,
+            `${tableArn}/index/connected-connectedAt-index`,
+            `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${PREFIX}-broadcast-state`,
+        ]);
+        // Snapshots off: the message function has the registry's variables only, and neither
+        // the state table nor the management API.
         for (const fn of ["connect", "disconnect", "message"]) {
             assert.deepEqual(p.one("aws:lambda/function:Function", fn).inputs.environment.variables, {
                 RUST_LOG: "debug,aws_smithy_runtime=info",
@@ -112,6 +129,8 @@ describe("settings reach resources and environments", () => {
                 CONNECTION_TOUCH_INTERVAL_SECONDS: "300",
             });
         }
+        const message = grants(p.statements("message"));
+        assert.deepEqual([message["dynamodb:Query"], message["execute-api:ManageConnections"]], [undefined, undefined]);
         for (const fn of ["processor", "fanout"]) {
             const env = p.one("aws:lambda/function:Function", fn).inputs.environment.variables;
             assert.equal(env.CONNECTIONS_INDEX_NAME, "by-bucket", fn);

@@ -22,6 +22,9 @@ pub struct ProcessorConfig {
     /// `BROADCAST_MODE=rounds` (the default): the rounds' table, tick queue, lease and budget.
     /// `None` with `BROADCAST_MODE=batch`: every stream batch is broadcast as it comes.
     pub rounds: Option<RoundSettings>,
+    /// `STATE_TABLE_NAME` in batch mode, where it is optional: when set, each entity's latest
+    /// change is kept there, the snapshots' source (rounds mode keeps it as it records).
+    pub batch_state_table: Option<String>,
 }
 
 impl ProcessorConfig {
@@ -31,6 +34,7 @@ impl ProcessorConfig {
 
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let page_size = env.number_or("QUERY_PAGE_SIZE", 0, 0..=10_000)?;
+        let mode = BroadcastMode::read(env)?;
         let config = Self {
             registry: RegistryConfig::read(env)?,
             queue: QueueSettings::read(env)?,
@@ -44,9 +48,13 @@ impl ProcessorConfig {
                 page_size: (page_size > 0).then_some(page_size),
                 send_concurrency: env.number_or("SEND_CONCURRENCY", 4, 1..=64)?,
             },
-            rounds: match BroadcastMode::read(env)? {
+            rounds: match mode {
                 BroadcastMode::Rounds => Some(RoundSettings::read(env)?),
                 BroadcastMode::Batch => None,
+            },
+            batch_state_table: match mode {
+                BroadcastMode::Rounds => None,
+                BroadcastMode::Batch => env.optional("STATE_TABLE_NAME"),
             },
         };
         if config.max_message_bytes + 1024 > config.queue.max_message_bytes {
@@ -105,6 +113,20 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.rounds, None);
+        assert_eq!(c.batch_state_table, None);
+        let c = config(&[
+            ("CONNECTIONS_TABLE_NAME", "conns"),
+            ("FANOUT_QUEUE_URL", "http://q"),
+            ("BROADCAST_MODE", "batch"),
+            ("STATE_TABLE_NAME", "state"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.batch_state_table.as_deref(),
+            Some("state"),
+            "entities kept"
+        );
+        assert_eq!(config(&BASE).unwrap().batch_state_table, None);
         let err = config(&BASE[..3]).unwrap_err();
         assert!(err.to_string().contains("TICK_QUEUE_URL"), "{err}");
     }

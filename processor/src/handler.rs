@@ -131,7 +131,8 @@ impl Processor {
         })
     }
 
-    /// Batch mode: the batch is one broadcast, now.
+    /// Batch mode: the batch is one broadcast, now; with a state table, its changes are kept
+    /// as their entities' latest first (the snapshots' source).
     async fn broadcast_batch(
         &self,
         event: &Event,
@@ -147,6 +148,12 @@ impl Processor {
                 .map(|r| r.change.sequence_number.as_deref().unwrap_or(&r.event_id)),
         );
         let label = stream.and_then(stream_label);
+        if let Some(table) = &self.config.batch_state_table {
+            // Kept before the broadcast: a snapshot asked for after an update arrived has it.
+            let kept = changes(updates, label, self.config.max_message_bytes - 1024);
+            let store = RoundStore::new(self.registry.client().clone(), table);
+            report.recorded.stale = store.keep(&kept).await.map_err(ConflationError::from)?;
+        }
         let mut editions = Editions::new(
             &id,
             label,

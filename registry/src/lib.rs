@@ -13,7 +13,8 @@
 //! - [`client_message`]: what clients may send on `$default`, and the replies;
 //! - [`handlers`]: the three route handlers;
 //! - [`sampler`]: log sampling for what clients control;
-//! - [`runtime`]: the glue the three thin Lambda binaries share.
+//! - [`runtime`]: the glue the `connect` and `disconnect` binaries share (`message`, which also
+//!   sends snapshots, is the `snapshot` crate's).
 
 pub mod bucket;
 pub mod client_message;

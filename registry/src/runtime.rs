@@ -1,4 +1,5 @@
-//! What the three thin route binaries share: configuration checked before the first event,
+//! What the thin route binaries share (`connect`, `disconnect`; `message` is the `snapshot`
+//! crate's, built the same way): configuration checked before the first event,
 //! one DynamoDB client for the life of the process, and the Lambda loop.
 
 use std::future::Future;

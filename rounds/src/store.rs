@@ -2,7 +2,7 @@
 //!
 //! | pk | sk | what |
 //! | --- | --- | --- |
-//! | `entity` | the entity's keys | its latest change (the guard against older records; the snapshot's source) |
+//! | `entity` | the entity's keys | its latest change (the guard against older records; the snapshots' source, kept in batch mode too) |
 //! | `pending` | the entity's keys | its latest change not yet broadcast |
 //! | `round` | `current` | the round in flight (or the last one) |
 //! | `done#<round>` | a job key | a finished job, so that a job delivered twice counts once |
@@ -15,6 +15,7 @@ use std::error::Error as StdError;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -102,26 +103,46 @@ impl RoundStore {
         })
     }
 
+    /// Keeps each change as its entity's latest only, unless the table holds a newer change
+    /// of the entity already: batch mode (`BROADCAST_MODE=batch`) broadcasts every batch at
+    /// once and has nothing pending, but snapshots still read the entities. Returns how many
+    /// changes were older than what the table held (replayed records).
+    pub async fn keep(&self, changes: &[Change]) -> Result<u64, StoreError> {
+        let writes: Vec<_> = changes.iter().map(|c| self.put_newer(ENTITY, c)).collect();
+        let results: Vec<bool> = stream::iter(writes)
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(results.iter().filter(|written| !**written).count() as u64)
+    }
+
     /// The entity first (the guard: a replayed older record stops there), then pending.
     async fn record_one(&self, change: &Change) -> Result<bool, StoreError> {
         for pk in [ENTITY, PENDING] {
-            let written = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(change_item(pk, change)))
-                .condition_expression("attribute_not_exists(#ord) OR #ord <= :ord")
-                .expression_attribute_names("#ord", "ord")
-                .expression_attribute_values(":ord", s(&change.order))
-                .send()
-                .await;
-            match written {
-                Ok(_) => {}
-                Err(e) if is_condition_failure(&e) => return Ok(false),
-                Err(e) => return Err(self.dynamo("PutItem", e)),
+            if !self.put_newer(pk, change).await? {
+                return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Writes `change` under `pk` unless the item there holds a newer one; whether it did.
+    async fn put_newer(&self, pk: &str, change: &Change) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(change_item(pk, change)))
+            .condition_expression("attribute_not_exists(#ord) OR #ord <= :ord")
+            .expression_attribute_names("#ord", "ord")
+            .expression_attribute_values(":ord", s(&change.order))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(self.dynamo("PutItem", e)),
+        }
     }
 
     /// Whether any change is pending (one consistent read of one item).
@@ -253,11 +274,7 @@ impl RoundStore {
         oldest_change: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ROUND_PK))
-            .key("sk", s(ROUND_SK))
+            .update_round()
             .update_expression(match oldest_change {
                 Some(_) => "SET entities = :entities, oldestChange = :oldest",
                 None => "SET entities = :entities",
@@ -284,11 +301,7 @@ impl RoundStore {
         lease_until: i64,
     ) -> Result<Option<RoundState>, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ROUND_PK))
-            .key("sk", s(ROUND_SK))
+            .update_round()
             .update_expression("ADD outstanding :jobs SET enqueued = :true, leaseUntil = :lease")
             .condition_expression("roundId = :id AND inFlight = :true")
             .expression_attribute_values(":jobs", n(jobs as i64))
@@ -327,11 +340,7 @@ impl RoundStore {
             Err(e) => return Err(self.dynamo("PutItem", e)),
         }
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ROUND_PK))
-            .key("sk", s(ROUND_SK))
+            .update_round()
             .update_expression("ADD outstanding :delta")
             .condition_expression("roundId = :id AND inFlight = :true")
             .expression_attribute_values(":delta", n(pieces as i64 - 1))
@@ -369,11 +378,7 @@ impl RoundStore {
     /// Ends `round_id`. Returns its final state if this call ended it (only one caller does).
     pub async fn finish(&self, round_id: &str, now: i64) -> Result<Option<RoundState>, StoreError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(ROUND_PK))
-            .key("sk", s(ROUND_SK))
+            .update_round()
             .update_expression("SET inFlight = :false, endedAt = :now")
             .condition_expression("roundId = :id AND inFlight = :true")
             .expression_attribute_values(":false", AttributeValue::Bool(false))
@@ -406,6 +411,15 @@ impl RoundStore {
             .await
             .map_err(|e| self.dynamo("GetItem", e))?;
         output.item.map(|item| round_from_item(&item)).transpose()
+    }
+
+    /// An UpdateItem of the round's control item.
+    fn update_round(&self) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ROUND_PK))
+            .key("sk", s(ROUND_SK))
     }
 
     fn dynamo<E, R>(&self, operation: &'static str, error: SdkError<E, R>) -> StoreError

@@ -73,6 +73,7 @@ async fn processor(buckets: u16, shard_size: usize) -> (Processor, aws_sdk_sqs::
             send_concurrency: 4,
         },
         rounds: None,
+        batch_state_table: None,
     };
     let queue = JobQueue::new(sqs.clone(), &config.queue);
     (

@@ -146,7 +146,7 @@ impl Stack {
         let resources =
             bootstrap(&dynamo, &sqs, &registry_config, &config.names, visibility).await?;
         let registry = Registry::new(dynamo.clone(), registry_config);
-        let gateway = start_gateway(&registry, &config).await?;
+        let gateway = start_gateway(sdk, &registry, &resources, &config).await?;
         let queue = JobQueue::new(
             sqs.clone(),
             &QueueSettings::for_url(&resources.fanout_queue_url),
@@ -246,26 +246,42 @@ impl Stack {
     }
 }
 
-/// The gateway on `config.listen`, its routes running the registry's handlers, the page, and
-/// with `auth` the authorizer on `$connect`.
-async fn start_gateway(registry: &Registry, config: &StackConfig) -> anyhow::Result<Gateway> {
+/// The gateway on `config.listen`, its routes running the registry's handlers (snapshots from
+/// the stack's state table, posted through the gateway's own management API, as the `message`
+/// function builds them), the page, and with `auth` the authorizer on `$connect`.
+async fn start_gateway(
+    sdk: &SdkConfig,
+    registry: &Registry,
+    resources: &Resources,
+    config: &StackConfig,
+) -> anyhow::Result<Gateway> {
     let mut gateway_config = config.gateway.clone();
     if let Some(auth) = &config.auth {
         gateway_config.authorizer = Some(ConnectAuthorizer::new(connect_authorizer(auth)?));
     }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // The management endpoint the gateway will have (`Gateway::management_endpoint`), known
+    // once the listener is bound.
+    let mut addr = listener.local_addr()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let snapshots = Arc::new(snapshot::state_snapshots(
+        sdk,
+        registry.client(),
+        &snapshot::SnapshotConfig {
+            state_table: resources.names.state_table.clone(),
+            endpoint: format!("http://{addr}/{}", config.gateway.stage),
+            cache: Duration::from_millis(snapshot::config::DEFAULT_CACHE_MS),
+        },
+    ));
     let routes = {
         let registry = registry.clone();
         handler_fn(move |event| {
-            let registry = registry.clone();
-            async move {
-                Ok(
-                    registry::handlers::route(&registry, &registry::handlers::NoSnapshots, &event)
-                        .await,
-                )
-            }
+            let (registry, snapshots) = (registry.clone(), snapshots.clone());
+            async move { Ok(registry::handlers::route(&registry, &*snapshots, &event).await) }
         })
     };
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     Ok(Gateway::start_with_routes(
         listener,
         gateway_config,
@@ -315,6 +331,9 @@ fn processor_function(
             max_message_bytes: config.max_message_bytes,
             broadcast: config.broadcast,
             rounds,
+            // Batch mode keeps the entities too: snapshots read them in either mode.
+            batch_state_table: (config.mode == BroadcastMode::Batch)
+                .then(|| resources.names.state_table.clone()),
         },
     })
 }
