@@ -116,7 +116,10 @@ export function subscribeMessage(filter: Filter): string {
  * concurrently, and the snapshot must not be taken with the connection's previous filter.
  */
 export function snapshotMessage(filter: Filter): string {
-  return JSON.stringify({ action: 'snapshot', ...filterFields(filter) });
+  const fields = filterFields(filter);
+  // Everything is sent as an empty list: a snapshot request without lists means "the
+  // connection's filter" to the server, which may still be the previous one.
+  return JSON.stringify({ action: 'snapshot', ...(Object.keys(fields).length > 0 ? fields : { entityTypes: [] }) });
 }
 
 function filterFields(filter: Filter): Filter {

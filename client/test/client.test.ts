@@ -387,7 +387,7 @@ describe('MetricsClient: the subscription in force', () => {
     fake.last().open();
     fake.last().receive({ type: 'SUBSCRIBED', entityTypes: ['stream'] });
     client.setFilter({});
-    assert.deepEqual(fake.last().messages().slice(-2), [{ action: 'subscribe' }, { action: 'snapshot' }]);
+    assert.deepEqual(fake.last().messages().slice(-2), [{ action: 'subscribe' }, { action: 'snapshot', entityTypes: [] }]);
     assert.equal(client.subscription.status, 'pending');
     fake.last().receive({ type: 'SUBSCRIBED' });
     assert.deepEqual(client.subscription, { filter: {}, status: 'confirmed', confirmed: {} });
@@ -455,7 +455,7 @@ describe('MetricsClient: the subscription in force', () => {
     socket.receive(INVALID('this connection may not receive entity types ["stream"]'));
     assert.equal(client.capabilities.subscribe, 'supported');
     assert.deepEqual(client.currentFilter, {});
-    assert.deepEqual(socket.messages().slice(-2), [{ action: 'subscribe' }, { action: 'snapshot' }]);
+    assert.deepEqual(socket.messages().slice(-2), [{ action: 'subscribe' }, { action: 'snapshot', entityTypes: [] }]);
     assert.equal(errors.length, 1);
     assert.equal(errors[0]?.kind === 'server' && errors[0].action, 'subscribe');
   });

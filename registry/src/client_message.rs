@@ -19,10 +19,10 @@ pub enum ClientMessage {
     Ping,
     /// Replaces the connection's filter.
     Subscribe(Filter),
-    /// Asks for the current state of every entity a filter matches: the one given with it, or
-    /// without lists the connection's (a client sends its filter along, so that a snapshot
-    /// handled before its `subscribe` still matches it).
-    Snapshot(Filter),
+    /// Asks for the current state of every entity a filter matches: the one sent with it
+    /// (either list present, even empty: a client sends its filter along, so that a snapshot
+    /// handled before its `subscribe` still matches it), else the connection's.
+    Snapshot(Option<Filter>),
 }
 
 /// A reply sent back on the socket (through the `$default` route response).
@@ -79,7 +79,12 @@ impl ClientMessage {
         match action {
             "ping" => Ok(Self::Ping),
             "subscribe" => Ok(Self::Subscribe(Filter::from_message(&value)?)),
-            "snapshot" => Ok(Self::Snapshot(Filter::from_message(&value)?)),
+            "snapshot" => {
+                let given = value.get("entityTypes").is_some() || value.get("entityIds").is_some();
+                Ok(Self::Snapshot(
+                    given.then(|| Filter::from_message(&value)).transpose()?,
+                ))
+            }
             other => Err(ClientError::UnknownAction(other.to_owned())),
         }
     }
@@ -132,14 +137,18 @@ mod tests {
         );
         assert_eq!(
             ClientMessage::parse(Some(r#"{"action":"snapshot"}"#)),
-            Ok(ClientMessage::Snapshot(Filter::EVERYTHING))
+            Ok(ClientMessage::Snapshot(None))
+        );
+        assert_eq!(
+            ClientMessage::parse(Some(r#"{"action":"snapshot","entityTypes":[]}"#)),
+            Ok(ClientMessage::Snapshot(Some(Filter::EVERYTHING)))
         );
         assert_eq!(
             ClientMessage::parse(Some(r#"{"action":"snapshot","entityIds":["a"]}"#)),
-            Ok(ClientMessage::Snapshot(Filter {
+            Ok(ClientMessage::Snapshot(Some(Filter {
                 entity_types: None,
                 entity_ids: Some(vec!["a".into()]),
-            }))
+            })))
         );
         let subscribed = Reply::Subscribed(Filter {
             entity_types: Some(vec!["stream".into()]),

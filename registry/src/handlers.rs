@@ -220,18 +220,18 @@ async fn subscribe(registry: &Registry, connection_id: &str, filter: Filter) -> 
     }
 }
 
-/// Posts the connection its snapshot of what `filter` matches (without lists: the
-/// connection's filter), within its token's types; returns the ERROR to answer when it could
-/// not.
+/// Posts the connection its snapshot of what `filter` matches (`None`: the connection's
+/// filter), within its token's types; returns the ERROR to answer when it could not.
 async fn snapshot(
     registry: &Registry,
     snapshots: &impl Snapshots,
     connection_id: &str,
-    filter: Filter,
+    filter: Option<Filter>,
 ) -> Option<Reply> {
     let interest = match registry.get(connection_id).await {
-        Ok(Some(row)) if filter.is_everything() => row.interest(),
+        Ok(Some(row)) if filter.is_none() => row.interest(),
         Ok(Some(row)) => {
+            let filter = filter.unwrap_or_default();
             if let Err(e) = filter.check_allowed(row.allowed_entity_types.as_deref()) {
                 return Some(Reply::from(ClientError::from(e)));
             }

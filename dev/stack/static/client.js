@@ -251,7 +251,8 @@ function subscribeMessage(filter) {
   return JSON.stringify({ action: "subscribe", ...filterFields(filter) });
 }
 function snapshotMessage(filter) {
-  return JSON.stringify({ action: "snapshot", ...filterFields(filter) });
+  const fields = filterFields(filter);
+  return JSON.stringify({ action: "snapshot", ...Object.keys(fields).length > 0 ? fields : { entityTypes: [] } });
 }
 function filterFields(filter) {
   const fields = {};
