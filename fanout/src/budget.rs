@@ -27,6 +27,8 @@ pub const WINDOW_MS: i64 = 1000;
 /// invocations share each window and none holds posts it cannot use; more when its claims
 /// take long (a slice must outlast the next claim's round trip).
 const SLICES: u32 = 10;
+/// How late a granted position may still be posted (timer and scheduling slack).
+const LATE: Duration = Duration::from_millis(20);
 
 /// Where the windows' counts live: DynamoDB for functions, memory for tests.
 pub enum Windows {
@@ -158,10 +160,24 @@ impl<'a> Pacer<'a> {
         let asked = Instant::now();
         let slot = {
             let mut slots = self.slots.lock().await;
-            if slots.is_empty() && !self.claim(&mut slots).await {
-                return false;
+            loop {
+                // A slot this invocation fell behind is dropped, not posted late: late posts
+                // would crowd the budget of the second they land in.
+                let mut dropped = 0;
+                while slots.front().is_some_and(|at| *at + LATE < Instant::now()) {
+                    slots.pop_front();
+                    dropped += 1;
+                }
+                if dropped > 0 {
+                    *self.expected.lock().expect("not poisoned") += dropped;
+                }
+                if let Some(slot) = slots.pop_front() {
+                    break slot;
+                }
+                if !self.claim(&mut slots).await {
+                    return false;
+                }
             }
-            slots.pop_front().expect("claimed")
         };
         tokio::time::sleep_until(slot).await;
         let waited = Instant::now().saturating_duration_since(asked).as_millis();
@@ -190,17 +206,23 @@ impl<'a> Pacer<'a> {
             }
             let epoch = self.epoch_ms(now);
             let window = PostBudget::window_of(epoch);
-            let window_ms = WINDOW_MS;
-            let next = window + window_ms;
-            let floor = u32::try_from((epoch - window) * i64::from(capacity) / window_ms)
-                .unwrap_or(capacity);
+            let next = window + WINDOW_MS;
+            // The positions that will have passed when the claim's answer is back are not
+            // asked for: posting them late would crowd the next second.
+            let trip = i64::try_from(self.claim_ms.load(Ordering::Relaxed)).unwrap_or(0);
+            let floor = u32::try_from(
+                ((epoch + trip - window) * i64::from(capacity) / WINDOW_MS)
+                    .min(i64::from(capacity)),
+            )
+            .unwrap_or(capacity);
             let claim = Claim {
                 wanted,
                 floor,
                 capacity,
             };
             let claimed = self.budget.windows.claim(window, claim).await;
-            let trip = Instant::now().saturating_duration_since(now).as_millis();
+            let answered = Instant::now();
+            let trip = answered.saturating_duration_since(now).as_millis();
             self.claim_ms
                 .store(u64::try_from(trip).unwrap_or(u64::MAX), Ordering::Relaxed);
             let claimed = match claimed {
@@ -211,20 +233,23 @@ impl<'a> Pacer<'a> {
                     claim.grant(0)
                 }
             };
-            if !claimed.is_empty() {
-                // What was granted, not what was asked: a claim cut short by the window's end
-                // leaves the rest expected.
-                let granted = claimed.len() as u64;
+            // Position i of a window goes at its i/capacity: all invocations together post
+            // evenly at the budget's rate. A position already past (a slow answer) is
+            // dropped, not posted late.
+            let granted = claimed.len();
+            let on_time: Vec<Instant> = claimed
+                .map(|i| self.instant_at(window + WINDOW_MS * i64::from(i) / i64::from(capacity)))
+                .filter(|at| *at + LATE >= answered)
+                .collect();
+            if !on_time.is_empty() {
                 let mut expected = self.expected.lock().expect("not poisoned");
-                *expected = expected.saturating_sub(granted);
+                *expected = expected.saturating_sub(on_time.len() as u64);
                 drop(expected);
-                // Position i of a window goes at its i/capacity: all invocations together
-                // post evenly at the budget's rate (a late claim posts at once).
-                slots.extend(claimed.map(|i| {
-                    self.instant_at(window + window_ms * i64::from(i) / i64::from(capacity))
-                        .max(now)
-                }));
+                slots.extend(on_time.into_iter().map(|at| at.max(answered)));
                 return true;
+            }
+            if granted > 0 {
+                continue; // granted, but too late: ask again from where time is now
             }
             tokio::time::sleep_until(self.instant_at(next).min(self.deadline)).await;
         }

@@ -132,7 +132,7 @@ pub async fn advance(context: &RoundContext<'_>) -> Result<Advanced, ConflationE
             }
             Start::Started { expired } => {
                 if let Some(expired) = expired {
-                    tracing::warn!(round_id = %expired.round_id, started_at = expired.started_at, lease_until = expired.lease_until, "round ended by its lease: its completion was lost (a crashed fanout, a job in the DLQ?)");
+                    tracing::warn!(round_id = %expired.round_id, started_at = expired.started_at, lease_until = expired.lease_until, "round ended by its lease: its completion was lost (a crashed fanout or processor, a job in the DLQ?)");
                     advanced.expired.push(expired.round_id);
                 }
             }
@@ -171,15 +171,20 @@ async fn run_round(
         let mut editions = round_editions(round_id, &carried, context.max_message_bytes)?;
         started.parts = editions.everything.messages.len() as u64;
         started.truncated = editions.everything.truncated.len() as u64;
-        started.stats = broadcast(
+        let paging = broadcast(
             context.registry,
             context.queue,
             &mut editions,
             now_ms(),
             context.broadcast,
-        )
-        .await
-        .map_err(|source| ConflationError::Broadcast {
+        );
+        // A large registry may take longer to page than the base lease: the lease is renewed
+        // while the round pages, so that only a round nobody works on runs out.
+        let stats = tokio::select! {
+            stats = paging => stats,
+            () = renew_lease(context, round_id) => unreachable!("renews until paging ends"),
+        };
+        started.stats = stats.map_err(|source| ConflationError::Broadcast {
             round_id: round_id.to_owned(),
             source,
         })?;
@@ -241,6 +246,24 @@ fn round_editions(
     // The newest change's stream: clients reset what they remember when it changes.
     let stream = carried.iter().rev().find_map(|c| c.stream.as_deref());
     Ok(Editions::new(round_id, stream, updates, max_bytes, true))
+}
+
+/// Renews `round_id`'s lease every third of it, for as long as it is polled.
+async fn renew_lease(context: &RoundContext<'_>, round_id: &str) {
+    let lease = context.settings.lease;
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let until = lease_until(now_ms(), lease, 0, context.settings.budget_per_second);
+        match context.rounds.store.renew(round_id, until).await {
+            Ok(true) => tracing::info!(
+                round_id,
+                lease_until = until,
+                "round lease renewed while paging"
+            ),
+            Ok(false) => tracing::warn!(round_id, "round replaced while it was paging"),
+            Err(error) => tracing::warn!(round_id, %error, "could not renew the round's lease"),
+        }
+    }
 }
 
 async fn send_tick(

@@ -266,6 +266,26 @@ impl RoundStore {
         }
     }
 
+    /// Extends `round_id`'s lease to `lease_until` while it is still in flight (a round
+    /// paging a large registry renews it as it goes). Returns false when the round is no
+    /// longer the one in flight.
+    pub async fn renew(&self, round_id: &str, lease_until: i64) -> Result<bool, StoreError> {
+        let result = self
+            .update_round()
+            .update_expression("SET leaseUntil = :lease")
+            .condition_expression("roundId = :id AND inFlight = :true")
+            .expression_attribute_values(":lease", n(lease_until))
+            .expression_attribute_values(":id", s(round_id))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(self.dynamo("UpdateItem", e)),
+        }
+    }
+
     /// Notes what the round carries, before its jobs go out.
     pub async fn describe(
         &self,

@@ -341,3 +341,25 @@ async fn a_pacer_over_dynamodb_posts_at_the_budget() {
         "{took:?}"
     );
 }
+
+#[tokio::test]
+async fn a_round_that_renews_its_lease_while_paging_is_not_replaced() {
+    let store = fresh_store().await;
+    let now = now_ms();
+    store.try_start("r-paging", now, now + 1_000).await.unwrap();
+    assert!(store.renew("r-paging", now + 60_000).await.unwrap());
+    // Past the first lease, the renewed one holds.
+    assert_eq!(
+        store
+            .try_start("r-next", now + 2_000, now + 62_000)
+            .await
+            .unwrap(),
+        Start::Busy
+    );
+    // Once replaced (past the renewed lease), renewing says so.
+    store
+        .try_start("r-next", now + 60_001, now + 120_000)
+        .await
+        .unwrap();
+    assert!(!store.renew("r-paging", now + 180_000).await.unwrap());
+}
