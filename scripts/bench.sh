@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench` / `make bench-quick`: the fan-out benchmark (dev/bench, the `bench` bin) against a
 # moto_server of its own on a free loopback port. Arguments go to `bench` (--quick,
-# --connections N, --scenarios fanout,baseline, ...; `target/release/bench --help`).
+# --connections N, --scenarios fanout,sustained,million, ...; `target/release/bench --help`).
+# The full run takes about 15 minutes (the sustained scenario's two 120 s writers and the
+# 1,000,000-connection broadcast); --quick about 4 (10k connections, 30 s writers, no million).
 # Writes target/bench/bench.{txt,json,svg} and bench.log; moto's log is target/bench/moto.log.
 # moto and the benchmark run at nice BENCH_NICE (default -5, where allowed) so that builds around
 # them take less of the two cores; the table's "other cores" column shows what they still took.

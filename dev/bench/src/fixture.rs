@@ -1,10 +1,10 @@
 //! What the scenarios share: the SDK on moto, the N virtual connection ids and their rows in
-//! one connections table (written once: moto writes ~450 rows/s, so this is setup, not timed),
-//! and a private stack per scenario (its own queues, metrics table and stream, so every
-//! scenario starts from empty queues) on the benchmark's gateway settings.
+//! one connections table (written once, when a scenario reads them from moto: this is setup,
+//! not timed), and a private stack per scenario (its own queues, metrics table and stream, so
+//! every scenario starts from empty queues) on the benchmark's gateway settings.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -38,6 +38,9 @@ pub struct Bench {
     pub ids: Arc<[String]>,
     /// The connections table holding a row per id (once [`Bench::register`] ran).
     pub table: String,
+    /// The first and last `connectedAt` (epoch ms) of the registered rows: their span of the
+    /// GSI order.
+    pub registered_at: OnceLock<(i64, i64)>,
 }
 
 /// How the registry was filled.
@@ -60,6 +63,7 @@ impl Bench {
             settings,
             run_id,
             ids,
+            registered_at: OnceLock::new(),
         }
     }
 
@@ -69,7 +73,7 @@ impl Bench {
         Ok(config)
     }
 
-    fn buckets(&self) -> anyhow::Result<Buckets> {
+    pub fn buckets(&self) -> anyhow::Result<Buckets> {
         Buckets::new(self.settings.buckets).context("--buckets must be 1..=1000")
     }
 
@@ -83,8 +87,11 @@ impl Bench {
         let started = Instant::now();
         let mut progress = Progress::new("setup: registering rows in moto", self.ids.len() as u64);
         let mut done = 0;
+        let first = platform::clock::now_ms();
+        let mut last = first;
         for chunk in self.ids.chunks(REGISTER_CHUNK) {
             let now = platform::clock::now_ms();
+            last = now;
             let rows: Vec<Connection> = chunk
                 .iter()
                 .map(|id| {
@@ -103,6 +110,7 @@ impl Bench {
             progress.update(done);
         }
         progress.finish(done, "done");
+        let _ = self.registered_at.set((first, last));
         let seconds = started.elapsed().as_secs_f64();
         Ok(Registration {
             rows: self.ids.len(),
@@ -189,10 +197,11 @@ impl Bench {
         })
     }
 
-    /// A private stack whose gateway knows every id as a virtual connection.
+    /// A private stack whose gateway knows every id of `ids` as a virtual connection.
     pub async fn virtual_stack(
         &self,
         scenario: &str,
+        ids: &[String],
         shared_table: bool,
         faults: Faults,
         unthrottled: bool,
@@ -201,7 +210,7 @@ impl Bench {
         let stack = Stack::start(&self.sdk, config)
             .await
             .with_context(|| format!("starting the stack of scenario {scenario}"))?;
-        for id in self.ids.iter() {
+        for id in ids {
             stack.gateway.add_virtual_connection(id.clone())?;
         }
         Ok(stack)

@@ -13,12 +13,18 @@
 //! - `sockets`: ours from the write to real WebSocket clients;
 //! - `pingburst`: one broadcast to real sockets timed quiet and while 2 more sockets each
 //!   send 5,000 pings as fast as they can: what one client's burst costs the others;
+//! - `sustained`: a writer updating 50 entities every second for 120 s (30 s with --quick)
+//!   while N virtual connections and 50 real clients are connected, with the posting budget,
+//!   once in rounds mode and once in batch mode: staleness at the real clients, queue depth,
+//!   posts per second against the budget (issue 12);
 //! - `baseline`: the seed's function (Scan, post to all at once, no retry of its own, delete on
-//!   410), once per `--baseline-sockets` value.
+//!   410), once per `--baseline-sockets` value;
+//! - `million` (run after `capacity`, not with --quick): `fanout` to 1,000,000 virtual
+//!   connections.
 //!
-//! Modules: [`fixture`] (setup), [`scenarios`], [`sockets`] and [`pingburst`] (what is run),
-//! [`baseline`]
-//! (the seed's design), [`measure`] (figures), [`report`] and [`svg`] (output), [`progress`].
+//! Modules: [`fixture`] (setup), [`scenarios`], [`sockets`], [`pingburst`] and [`sustained`]
+//! (what is run), [`baseline`] (the seed's design), [`measure`] and [`timeline`] (figures),
+//! [`report`] and [`svg`] (output), [`progress`].
 
 mod baseline;
 mod fixture;
@@ -27,10 +33,13 @@ mod golden;
 mod measure;
 mod pingburst;
 mod progress;
+mod proxy;
 mod report;
 mod scenarios;
 mod sockets;
+mod sustained;
 mod svg;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,6 +52,7 @@ use apigw::Faults;
 use baseline::SeedSettings;
 use fixture::Bench;
 use report::{BenchReport, Comparison, Design, Machine, ScenarioResult};
+use sustained::{Mode, RegistrySource, SustainedResult, SustainedSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -54,26 +64,38 @@ pub enum Scenario {
     E2e,
     Sockets,
     Pingburst,
+    Sustained,
+    Million,
 }
 
 impl Scenario {
-    fn all() -> Vec<Self> {
-        vec![
-            Self::Fanout,
-            Self::Faults,
-            Self::Capacity,
+    /// Every scenario, in the default order; `million` only in the full run.
+    fn all(quick: bool) -> Vec<Self> {
+        let mut all = vec![Self::Fanout, Self::Faults, Self::Capacity];
+        if !quick {
+            // Before the socket scenarios: the allocator keeps the memory of their thousands
+            // of sockets (over 1 GiB at 5,000), which would hide this one's peak.
+            all.push(Self::Million);
+        }
+        all.extend([
             Self::E2e,
             Self::Sockets,
             Self::Pingburst,
+            Self::Sustained,
             // Last: its 100k tasks leave the allocator holding memory that would otherwise
             // count in the next scenarios' peak.
             Self::Baseline,
-        ]
+        ]);
+        all
     }
 
     /// Whether it reads the registered rows from moto.
-    fn needs_rows(self) -> bool {
-        matches!(self, Self::Baseline | Self::E2e)
+    fn needs_rows(self, settings: &Settings) -> bool {
+        match self {
+            Self::Baseline | Self::E2e => true,
+            Self::Sustained => settings.sustained.registry == RegistrySource::Moto,
+            _ => false,
+        }
     }
 }
 
@@ -138,9 +160,49 @@ pub struct BenchArgs {
     /// The seed's SDK attempts per post (its JS SDK's standard mode: 3; 1 = none).
     #[arg(long, default_value_t = baseline::JS_SDK_ATTEMPTS)]
     pub baseline_attempts: u32,
-    /// Scenarios to run, in this order.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Scenario::all())]
-    pub scenarios: Vec<Scenario>,
+    /// Scenarios to run, in this order [default: all, in the order above; without million
+    /// with --quick].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub scenarios: Option<Vec<Scenario>>,
+    /// Virtual connections of the million scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub million_connections: usize,
+    /// Real WebSocket clients of the sustained scenario, on which staleness is measured.
+    #[arg(long, default_value_t = 50)]
+    pub sustained_clients: usize,
+    /// Entities the sustained scenario's writer updates every second.
+    #[arg(long, default_value_t = 50)]
+    pub sustained_entities: usize,
+    /// How long the sustained scenario's writer writes, s [default: 120, 30 with --quick].
+    #[arg(long)]
+    pub sustained_writer_s: Option<u64>,
+    /// The longest wait after the writer for every client to hold every latest value, s
+    /// [default: 60, 30 with --quick].
+    #[arg(long)]
+    pub sustained_drain_s: Option<u64>,
+    /// POST_BUDGET_PER_SECOND of the sustained scenario (both modes).
+    #[arg(long, default_value_t = rounds::settings::DEFAULT_POST_BUDGET)]
+    pub budget: u32,
+    /// The sustained scenario's stream batching window, ms (production's mapping: 5 s).
+    #[arg(long, default_value_t = 5_000)]
+    pub stream_window_ms: u64,
+    /// Where the sustained scenario's processor pages the registry: moto's GSI (a minute and
+    /// more per broadcast at 100k rows), or the same Query answered from memory by a proxy in
+    /// front of moto (everything else still goes to moto).
+    #[arg(long, value_enum, default_value_t = RegistrySource::Memory)]
+    pub sustained_registry: RegistrySource,
+    /// The sustained scenario's modes, run in this order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Mode::Rounds, Mode::Batch])]
+    pub sustained_modes: Vec<Mode>,
+    /// The sustained scenario's SQS -> fanout maximum concurrency (production's
+    /// fanoutMaxConcurrency: 50).
+    #[arg(long, default_value_t = 50)]
+    pub sustained_lambda_concurrency: usize,
+    /// Latency added to each claim of the posting budget in the sustained scenario, uniform
+    /// from 0 to this, ms (with the registry in memory: the proxy holds the claim before moto
+    /// gets it). A slower store for the budget's windows.
+    #[arg(long, default_value_t = 0)]
+    pub claim_delay_ms: u64,
     /// Longest wait for a scenario's last delivery, s.
     #[arg(long, default_value_t = 600)]
     pub timeout_s: u64,
@@ -177,6 +239,9 @@ pub struct Settings {
     pub scenarios: Vec<Scenario>,
     pub timeout_s: u64,
     pub moto_pid: Option<u32>,
+    pub sustained: SustainedSettings,
+    pub sustained_modes: Vec<Mode>,
+    pub million_connections: usize,
 }
 
 impl Settings {
@@ -204,6 +269,8 @@ impl Settings {
             args.rate > 0.0 && args.burst > 0,
             "--rate and --burst must be positive"
         );
+        anyhow::ensure!(args.budget > 0, "--budget must be positive");
+        let (writer_s, drain_s) = if args.quick { (30, 30) } else { (120, 60) };
         Ok(Self {
             quick: args.quick,
             connections: args.connections.unwrap_or(connections).max(1),
@@ -228,9 +295,26 @@ impl Settings {
                     attempts: args.baseline_attempts.max(1),
                 })
                 .collect(),
-            scenarios: args.scenarios.clone(),
+            scenarios: args
+                .scenarios
+                .clone()
+                .unwrap_or_else(|| Scenario::all(args.quick)),
             timeout_s: args.timeout_s,
             moto_pid: args.moto_pid,
+            sustained: SustainedSettings {
+                clients: args.sustained_clients.max(1),
+                entities: args.sustained_entities.clamp(1, 100),
+                writer_s: args.sustained_writer_s.unwrap_or(writer_s).max(1),
+                drain_s: args.sustained_drain_s.unwrap_or(drain_s),
+                budget: args.budget,
+                window_ms: args.stream_window_ms,
+                stream_batch: event_sources::streams::StreamSourceConfig::default().batch_size,
+                registry: args.sustained_registry,
+                lambda_concurrency: args.sustained_lambda_concurrency.max(1),
+                claim_delay_ms: args.claim_delay_ms,
+            },
+            sustained_modes: args.sustained_modes.clone(),
+            million_connections: args.million_connections.max(1),
         })
     }
 }
@@ -255,8 +339,8 @@ fn init_logging(out: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// The checks a run must pass: ours loses nothing and duplicates nothing without faults, and
-/// loses nothing with them.
-fn checks(scenarios: &[ScenarioResult]) -> Vec<String> {
+/// loses nothing with them; in rounds mode no client sees an older value after a newer one.
+fn checks(scenarios: &[ScenarioResult], sustained: &[SustainedResult]) -> Vec<String> {
     let mut failed = Vec::new();
     for s in scenarios.iter().filter(|s| s.design == Design::Ours) {
         if s.lost > 0 {
@@ -269,12 +353,20 @@ fn checks(scenarios: &[ScenarioResult]) -> Vec<String> {
             ));
         }
     }
+    for s in sustained.iter().filter(|s| s.mode == "rounds") {
+        if s.order.backwards > 0 {
+            failed.push(format!(
+                "{}: {} values arrived after a newer one of their entity",
+                s.key, s.order.backwards
+            ));
+        }
+    }
     failed
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    run(<BenchArgs as clap::Parser>::parse()).await
+    Box::pin(run(<BenchArgs as clap::Parser>::parse())).await
 }
 
 async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -295,12 +387,12 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let bench = Bench::new(sdk, settings.clone());
-    let registration = if settings.scenarios.iter().any(|s| s.needs_rows()) {
+    let registration = if settings.scenarios.iter().any(|s| s.needs_rows(&settings)) {
         Some(bench.register().await?)
     } else {
         None
     };
-    let (scenarios, errors) = run_scenarios(&bench).await;
+    let (scenarios, sustained, errors) = run_scenarios(&bench).await;
     let report = BenchReport {
         started_at,
         machine: Machine {
@@ -310,8 +402,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         settings,
         registration,
         comparison: Comparison::of(&scenarios),
-        failed_checks: checks(&scenarios),
+        failed_checks: checks(&scenarios, &sustained),
+        targets: report::targets(&scenarios, &sustained),
         scenarios,
+        sustained,
         errors,
         total_s: started.elapsed().as_secs_f64(),
     };
@@ -319,15 +413,23 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     verdict(&report)
 }
 
+/// What one scenario run produced.
+enum Run {
+    Broadcast(Box<ScenarioResult>),
+    Sustained(Box<SustainedResult>),
+}
+
 /// Every scenario the settings name, in order: the results, and the errors of those that
 /// could not run (the others still run).
-async fn run_scenarios(bench: &Bench) -> (Vec<ScenarioResult>, Vec<String>) {
+async fn run_scenarios(bench: &Bench) -> (Vec<ScenarioResult>, Vec<SustainedResult>, Vec<String>) {
     let mut scenarios = Vec::new();
+    let mut sustained = Vec::new();
     let mut errors = Vec::new();
     for scenario in &bench.settings.scenarios {
         for result in run_scenario(bench, *scenario).await {
             match result {
-                Ok(result) => scenarios.push(result),
+                Ok(Run::Broadcast(result)) => scenarios.push(*result),
+                Ok(Run::Sustained(result)) => sustained.push(*result),
                 Err(e) => {
                     eprintln!("\nscenario {scenario:?} failed: {e:#}");
                     tracing::error!(?scenario, error = format!("{e:#}"), "scenario failed");
@@ -336,7 +438,7 @@ async fn run_scenarios(bench: &Bench) -> (Vec<ScenarioResult>, Vec<String>) {
             }
         }
     }
-    (scenarios, errors)
+    (scenarios, sustained, errors)
 }
 
 /// Prints the table and writes the report's files into `out`.
@@ -367,19 +469,20 @@ fn verdict(report: &BenchReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One scenario's runs (the baseline runs once per seed setting).
-async fn run_scenario(bench: &Bench, scenario: Scenario) -> Vec<anyhow::Result<ScenarioResult>> {
+/// One scenario's runs (the baseline runs once per seed setting, the sustained scenario once
+/// per broadcast mode).
+async fn run_scenario(bench: &Bench, scenario: Scenario) -> Vec<anyhow::Result<Run>> {
     let faults = bench.settings.faults;
+    let broadcast = |result: ScenarioResult| Run::Broadcast(Box::new(result));
+    let one = |result: anyhow::Result<ScenarioResult>| vec![result.map(broadcast)];
     match scenario {
-        Scenario::Fanout => vec![
-            bench
-                .fanout("fanout", "ours: fan-out", Faults::default(), false)
-                .await,
-        ],
+        Scenario::Fanout => one(bench
+            .fanout("fanout", "ours: fan-out", Faults::default(), false)
+            .await),
         Scenario::Baseline => {
             let mut runs = Vec::new();
             for seed in bench.settings.baseline.clone() {
-                runs.push(bench.seed(seed).await);
+                runs.push(bench.seed(seed).await.map(broadcast));
             }
             runs
         }
@@ -389,21 +492,47 @@ async fn run_scenario(bench: &Bench, scenario: Scenario) -> Vec<anyhow::Result<S
                 faults.throttle_rate * 100.0,
                 faults.error_rate * 100.0
             );
-            vec![bench.fanout("faults", &title, faults, false).await]
+            one(bench.fanout("faults", &title, faults, false).await)
         }
         Scenario::Capacity => {
             let title = "ours: fan-out, no throttle (capacity)";
-            vec![
-                bench
-                    .fanout("capacity", title, Faults::default(), true)
-                    .await,
-            ]
+            one(bench
+                .fanout("capacity", title, Faults::default(), true)
+                .await)
         }
-        Scenario::E2e => vec![bench.end_to_end().await],
-        Scenario::Sockets => vec![bench.sockets().await],
+        Scenario::E2e => one(bench.end_to_end().await),
+        Scenario::Sockets => one(bench.sockets().await),
         Scenario::Pingburst => match bench.pingburst().await {
-            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            Ok(rows) => rows.into_iter().map(|r| Ok(broadcast(r))).collect(),
             Err(e) => vec![Err(e)],
         },
+        Scenario::Sustained => sustained_runs(bench).await,
+        Scenario::Million => one(bench.million().await),
     }
+}
+
+/// moto's paging of the registry alone (when the registry is moto's), then the sustained
+/// scenario in rounds mode and in batch mode, one after the other on stacks of their own.
+async fn sustained_runs(bench: &Bench) -> Vec<anyhow::Result<Run>> {
+    let paging = if bench.settings.sustained.registry == RegistrySource::Moto {
+        match bench.paging_probe().await {
+            Ok(paging) => Some(paging),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "paging the registry failed");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut runs = Vec::new();
+    for mode in bench.settings.sustained_modes.iter().map(|m| m.broadcast()) {
+        runs.push(
+            bench
+                .sustained(mode, paging)
+                .await
+                .map(|r| Run::Sustained(Box::new(r))),
+        );
+    }
+    runs
 }

@@ -12,7 +12,8 @@ use futures::stream;
 use jobs::{JobQueue, QueueSettings};
 use platform::clock::now_ms;
 use processor::broadcast::enqueue_pages;
-use processor::message::{MAX_MESSAGE_BYTES, Parts, broadcast_id, split};
+use processor::editions::Editions;
+use processor::message::{MAX_MESSAGE_BYTES, broadcast_id};
 use processor::update::{EventType, Update};
 use registry::Page;
 use serde_json::value::{RawValue, to_raw_value};
@@ -61,11 +62,11 @@ fn update() -> Update {
 }
 
 /// The processor's pure part: one update becomes its METRICS_UPDATE parts.
-fn parts() -> Parts {
+fn editions() -> Editions {
     let update = update();
     let id = broadcast_id(None, update.sequence.as_deref());
     let keys = raw(&json!({ "entity_id": "stream-001" }));
-    split(&id, None, &[(update, keys)], MAX_MESSAGE_BYTES)
+    Editions::new(&id, None, vec![(update, keys)], MAX_MESSAGE_BYTES, false)
 }
 
 /// The virtual connections as registry pages of 1,000 ids (a GSI page of keys holds about
@@ -79,6 +80,7 @@ fn pages(
             Ok(Page {
                 partition: "true".to_owned(),
                 connection_ids: chunk.to_vec(),
+                interests: Default::default(),
             })
         })
         .collect();
@@ -186,8 +188,33 @@ impl Bench {
         faults: Faults,
         unthrottled: bool,
     ) -> anyhow::Result<ScenarioResult> {
+        self.fanout_to(&self.ids, key, title, faults, unthrottled)
+            .await
+    }
+
+    /// `fanout` to `--million-connections` fresh virtual connections (1,000,000 by default):
+    /// the registry's pages come from memory, through the processor's own pipeline
+    /// (`enqueue_pages`), as in `fanout`; moto would page them at a few thousand rows/s.
+    pub async fn million(&self) -> anyhow::Result<ScenarioResult> {
+        let n = self.settings.million_connections;
+        let ids: Vec<String> = (0..n).map(|_| apigw::ids::random_id()).collect();
+        let title = format!("ours: fan-out, {} virtual", count(n));
+        self.fanout_to(&ids, "million", &title, Faults::default(), false)
+            .await
+    }
+
+    async fn fanout_to(
+        &self,
+        ids: &[String],
+        key: &str,
+        title: &str,
+        faults: Faults,
+        unthrottled: bool,
+    ) -> anyhow::Result<ScenarioResult> {
         let setup = Instant::now();
-        let stack = self.virtual_stack(key, false, faults, unthrottled).await?;
+        let stack = self
+            .virtual_stack(key, ids, false, faults, unthrottled)
+            .await?;
         let queue = JobQueue::new(
             stack.sqs.clone(),
             &QueueSettings::for_url(&stack.resources.fanout_queue_url),
@@ -196,7 +223,7 @@ impl Bench {
 
         let meter = UsageMeter::start(self.settings.moto_pid)?;
         let start = Instant::now();
-        let (n_parts, sent) = self.enqueue(&queue).await?;
+        let (n_parts, sent) = self.enqueue(&queue, ids).await?;
         let enqueue_s = start.elapsed().as_secs_f64();
         let all = wait_virtual(&stack.gateway, n_parts, self.timeout(), title).await;
         let usage = meter.finish()?;
@@ -225,25 +252,26 @@ impl Bench {
                 measured_from: FROM_PROCESSOR,
                 setup_s,
             },
-            self.floor_s(self.ids.len()),
+            self.floor_s(ids.len()),
             measured,
         ))
     }
 
     /// The processor's work, on the clock: the update split into parts, every id cut into
     /// shards, one job per shard and part sent to `queue`. Returns (parts, jobs sent).
-    async fn enqueue(&self, queue: &JobQueue) -> anyhow::Result<(u64, u64)> {
-        let parts = parts();
+    async fn enqueue(&self, queue: &JobQueue, ids: &[String]) -> anyhow::Result<(u64, u64)> {
+        let mut editions = editions();
+        let parts = editions.everything.messages.len() as u64;
         let stats = enqueue_pages(
-            pages(&self.ids),
+            pages(ids),
             queue,
-            &parts,
+            &mut editions,
             now_ms(),
             self.broadcast_settings(),
         )
         .await
         .context("enqueueing the fanout jobs")?;
-        Ok((parts.messages.len() as u64, stats.jobs_sent))
+        Ok((parts, stats.jobs_sent))
     }
 
     /// Ours end to end: one metrics-table write, the stream poller, the processor paging the
@@ -252,7 +280,7 @@ impl Bench {
         let title = "ours: end to end, virtual";
         let setup = Instant::now();
         let stack = self
-            .virtual_stack("e2e", true, Faults::default(), false)
+            .virtual_stack("e2e", &self.ids, true, Faults::default(), false)
             .await?;
         let setup_s = setup.elapsed().as_secs_f64();
 
@@ -380,6 +408,15 @@ impl Bench {
             return Ok(None);
         }
         Ok(Some(run.await.context("the seed function panicked")??))
+    }
+}
+
+/// `n` as a scenario title shows it: 1M, 250k, 1500.
+fn count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
     }
 }
 

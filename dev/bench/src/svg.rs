@@ -36,8 +36,9 @@ pub struct Chart {
 }
 
 /// Line colours.
-pub const PALETTE: [&str; 8] = [
+pub const PALETTE: [&str; 10] = [
     "#1f6feb", "#bf8700", "#8250df", "#57606a", "#2da44e", "#d1242f", "#e16f24", "#0a8a8a",
+    "#bf3989", "#6e5494",
 ];
 
 const WIDTH: f64 = 1100.0;
