@@ -138,7 +138,11 @@ async fn a_subscription_changed_mid_stream_misses_nothing_after_it() {
     put_typed(&stack, "before", "stream", 1.0).await;
     put_typed(&stack, "disk-0", "disk", 1.0).await;
     assert!(eventually(WAIT, || entities(&client).contains("disk-0")).await);
-    subscribe(&mut client, r#"{"action":"subscribe","entityTypes":["stream"]}"#).await;
+    subscribe(
+        &mut client,
+        r#"{"action":"subscribe","entityTypes":["stream"]}"#,
+    )
+    .await;
     assert!(eventually(WAIT, || !replies(&client, "SUBSCRIBED").is_empty()).await);
     let after: Vec<String> = (0..20).map(|i| format!("after-{i:02}")).collect();
     for id in &after {
@@ -152,11 +156,18 @@ async fn a_subscription_changed_mid_stream_misses_nothing_after_it() {
     .await;
     assert!(all_after, "missed: {:?}", {
         let got = entities(&client);
-        after.iter().filter(|id| !got.contains(*id)).cloned().collect::<Vec<_>>()
+        after
+            .iter()
+            .filter(|id| !got.contains(*id))
+            .cloned()
+            .collect::<Vec<_>>()
     });
     settled(&stack, &[]).await;
     let got = entities(&client);
-    assert!(!got.contains("before"), "a change from before the subscribe");
+    assert!(
+        !got.contains("before"),
+        "a change from before the subscribe"
+    );
     assert!(!got.contains("disk-1"), "a type no longer subscribed");
     stack.shutdown().await;
 }
@@ -171,14 +182,20 @@ async fn a_bad_filter_gets_error_and_leaves_the_filter_unchanged() {
     for bad in [
         r#"{"action":"subscribe","entityTypes":"stream"}"#.to_owned(),
         r#"{"action":"subscribe","entityIds":[1,2]}"#.to_owned(),
-        format!(r#"{{"action":"subscribe","entityIds":[{}]}}"#, too_many.join(",")),
+        format!(
+            r#"{{"action":"subscribe","entityIds":[{}]}}"#,
+            too_many.join(",")
+        ),
     ] {
         subscribe(&mut client, &bad).await;
     }
     assert!(eventually(WAIT, || replies(&client, "ERROR").len() == 3).await);
     for error in replies(&client, "ERROR") {
         assert!(
-            error["message"].as_str().unwrap().contains("filter is unchanged"),
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("filter is unchanged"),
             "{error}"
         );
     }
@@ -188,7 +205,12 @@ async fn a_bad_filter_gets_error_and_leaves_the_filter_unchanged() {
     settled(&stack, &[]).await;
     assert_eq!(entities(&client), set(&["disk-1"]));
     // A connect with a bad filter is refused.
-    let refused = Client::connect(&format!("{}?entityTypes={}", stack.ws_url(), "x".repeat(200))).await;
+    let refused = Client::connect(&format!(
+        "{}?entityTypes={}",
+        stack.ws_url(),
+        "x".repeat(200)
+    ))
+    .await;
     assert!(refused.is_err());
     stack.shutdown().await;
 }
@@ -201,9 +223,17 @@ async fn a_token_that_limits_types_refuses_other_types_and_limits_what_is_receiv
     let token = e2e::auth::token("carol", Some(&["disk", "barrier"]));
     let url = format!("{}?token={token}", stack.ws_url());
     // At connect: a type outside the token refuses the handshake.
-    assert!(Client::connect(&format!("{url}&entityTypes=stream")).await.is_err());
+    assert!(
+        Client::connect(&format!("{url}&entityTypes=stream"))
+            .await
+            .is_err()
+    );
     let mut client = Client::connect(&url).await.unwrap();
-    subscribe(&mut client, r#"{"action":"subscribe","entityTypes":["stream"]}"#).await;
+    subscribe(
+        &mut client,
+        r#"{"action":"subscribe","entityTypes":["stream"]}"#,
+    )
+    .await;
     assert!(eventually(WAIT, || !replies(&client, "ERROR").is_empty()).await);
     assert!(
         replies(&client, "ERROR")[0]["message"]

@@ -19,6 +19,9 @@
 //!   posts per second against the budget (issue 12);
 //! - `baseline`: the seed's function (Scan, post to all at once, no retry of its own, delete on
 //!   410), once per `--baseline-sockets` value;
+//! - `subscriptions`: N virtual connections over 10 distinct filters, one change matching
+//!   one filter's connections: posts made against the matching connections, time against
+//!   their floor alone (issue 14);
 //! - `million` (run after `capacity`, not with --quick): `fanout` to 1,000,000 virtual
 //!   connections.
 //!
@@ -66,12 +69,18 @@ pub enum Scenario {
     Pingburst,
     Sustained,
     Million,
+    Subscriptions,
 }
 
 impl Scenario {
     /// Every scenario, in the default order; `million` only in the full run.
     fn all(quick: bool) -> Vec<Self> {
-        let mut all = vec![Self::Fanout, Self::Faults, Self::Capacity];
+        let mut all = vec![
+            Self::Fanout,
+            Self::Faults,
+            Self::Capacity,
+            Self::Subscriptions,
+        ];
         if !quick {
             // Before the socket scenarios: the allocator keeps the memory of their thousands
             // of sockets (over 1 GiB at 5,000), which would hide this one's peak.
@@ -508,6 +517,7 @@ async fn run_scenario(bench: &Bench, scenario: Scenario) -> Vec<anyhow::Result<R
         },
         Scenario::Sustained => sustained_runs(bench).await,
         Scenario::Million => one(bench.million().await),
+        Scenario::Subscriptions => one(bench.subscriptions().await),
     }
 }
 

@@ -2,6 +2,7 @@
 //! faults, without the throttle), ours end to end from the metrics-table write, and the seed's
 //! design. Each runs on a stack (or, for the seed, a gateway) of its own.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,49 @@ fn pages(
                 partition: "true".to_owned(),
                 connection_ids: chunk.to_vec(),
                 interests: Default::default(),
+            })
+        })
+        .collect();
+    stream::iter(pages)
+}
+
+/// Distinct filters of the subscriptions scenario.
+pub const FILTERS: usize = 10;
+
+fn filter_type(i: usize) -> String {
+    format!("type-{i}")
+}
+
+/// [`pages`] with every connection subscribed to one of [`FILTERS`] entity types, round robin.
+fn subscribed_pages(
+    ids: &[String],
+) -> impl futures::Stream<Item = Result<Page, registry::RegistryError>> + Unpin {
+    let pages: Vec<_> = ids
+        .chunks(1000)
+        .enumerate()
+        .map(|(page, chunk)| {
+            let interests = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let filter = registry::Filter::new(
+                        Some(vec![filter_type((page * 1000 + i) % FILTERS)]),
+                        None,
+                    )
+                    .expect("a valid filter");
+                    (
+                        id.clone(),
+                        registry::Interest {
+                            filter,
+                            allowed_types: None,
+                        },
+                    )
+                })
+                .collect();
+            Ok(Page {
+                partition: "true".to_owned(),
+                connection_ids: chunk.to_vec(),
+                interests,
             })
         })
         .collect();
@@ -201,6 +245,109 @@ impl Bench {
         let title = format!("ours: fan-out, {} virtual", count(n));
         self.fanout_to(&ids, "million", &title, Faults::default(), false)
             .await
+    }
+
+    /// Selective subscriptions: the N virtual connections spread over [`FILTERS`] distinct
+    /// filters (by entity type), their interests in the registry's pages as the GSI's
+    /// projection gives them; one change of one filter's type. Only the matching connections
+    /// may be posted to: the posts made are counted against them, and the time against the
+    /// floor of the matching connections alone.
+    pub async fn subscriptions(&self) -> anyhow::Result<ScenarioResult> {
+        let key = "subscriptions";
+        let title = format!("ours: subscriptions, 1 of {FILTERS} filters");
+        let setup = Instant::now();
+        let stack = self
+            .virtual_stack(key, &self.ids, false, Faults::default(), false)
+            .await?;
+        let queue = JobQueue::new(
+            stack.sqs.clone(),
+            &QueueSettings::for_url(&stack.resources.fanout_queue_url),
+        );
+        let matching: HashSet<&String> = self.ids.iter().step_by(FILTERS).collect();
+        let setup_s = setup.elapsed().as_secs_f64();
+
+        let meter = UsageMeter::start(self.settings.moto_pid)?;
+        let start = Instant::now();
+        let update = Update {
+            data: raw(
+                &json!({"entity_id": "typed-0", "entity_type": filter_type(0), "metric_value": 1}),
+            ),
+            ..update()
+        };
+        let keys = raw(&json!({ "entity_id": "typed-0" }));
+        let id = broadcast_id(None, update.sequence.as_deref());
+        let mut editions = Editions::new(&id, None, vec![(update, keys)], MAX_MESSAGE_BYTES, false);
+        let parts = editions.everything.messages.len() as u64;
+        let stats = enqueue_pages(
+            subscribed_pages(&self.ids),
+            &queue,
+            &mut editions,
+            now_ms(),
+            self.broadcast_settings(),
+        )
+        .await
+        .context("enqueueing the fanout jobs")?;
+        let expected = matching.len() as u64 * parts;
+        let deadline = Instant::now() + self.timeout();
+        let mut progress = Progress::new(&title, expected);
+        while stack.gateway.counters().posts_delivered_virtual < expected
+            && Instant::now() < deadline
+        {
+            progress.update(stack.gateway.counters().posts_delivered_virtual);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let all = stack.gateway.counters().posts_delivered_virtual >= expected;
+        progress.finish(
+            stack.gateway.counters().posts_delivered_virtual,
+            if all { "done" } else { "TIMED OUT" },
+        );
+        let usage = meter.finish()?;
+        settle(&stack).await;
+
+        let gateway = stack.gateway.counters();
+        let mut details = queue_details(&stack);
+        details["jobs_enqueued"] = json!(stats.jobs_sent);
+        details["filters"] = json!(FILTERS);
+        details["matching_connections"] = json!(matching.len());
+        details["not_matching_connections"] = json!(stats.not_matching);
+        details["posts_received"] = json!(gateway.posts_received);
+        details["posts_per_matching_connection"] =
+            json!(gateway.posts_received as f64 / matching.len().max(1) as f64);
+        details["editions_encoded"] = json!(stats.editions);
+        let outcome = Outcome::of(
+            start,
+            parts,
+            stack
+                .gateway
+                .virtual_deliveries()
+                .into_iter()
+                .filter(|(id, _)| matching.contains(id))
+                .map(|(_, d)| Received {
+                    messages: d.deliveries,
+                    first: d.first,
+                }),
+        );
+        let measured = Measured {
+            outcome,
+            parts,
+            timed_out: !all,
+            gateway,
+            requeued_messages: Some(requeued(&stack, stats.jobs_sent)),
+            usage,
+            details,
+        };
+        stack.shutdown().await;
+        Ok(ScenarioResult::new(
+            Meta {
+                key: key.to_owned(),
+                title,
+                design: Design::Ours,
+                measured_from: FROM_PROCESSOR,
+                setup_s,
+            },
+            self.floor_s(matching.len()),
+            measured,
+        ))
     }
 
     async fn fanout_to(
