@@ -160,24 +160,10 @@ impl<'a> Pacer<'a> {
         let asked = Instant::now();
         let slot = {
             let mut slots = self.slots.lock().await;
-            loop {
-                // A slot this invocation fell behind is dropped, not posted late: late posts
-                // would crowd the budget of the second they land in.
-                let mut dropped = 0;
-                while slots.front().is_some_and(|at| *at + LATE < Instant::now()) {
-                    slots.pop_front();
-                    dropped += 1;
-                }
-                if dropped > 0 {
-                    *self.expected.lock().expect("not poisoned") += dropped;
-                }
-                if let Some(slot) = slots.pop_front() {
-                    break slot;
-                }
-                if !self.claim(&mut slots).await {
-                    return false;
-                }
+            if slots.is_empty() && !self.claim(&mut slots).await {
+                return false;
             }
+            slots.pop_front().expect("claimed")
         };
         tokio::time::sleep_until(slot).await;
         let waited = Instant::now().saturating_duration_since(asked).as_millis();
