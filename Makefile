@@ -23,12 +23,13 @@ test-client:
 test-infra:
 	infra/test.sh
 
-## The fan-out benchmark, ours against the seed's design (100k virtual connections, 5k sockets;
-## takes minutes, not part of `make test`): target/bench/bench.{txt,json,svg}.
+## The fan-out benchmark (about 15 minutes, not part of `make test`): one broadcast to 100k
+## virtual connections (and 1M) against the emulated throttle, ours vs the seed's design;
+## subscriptions; a sustained writer in rounds and batch mode. target/bench/bench.{txt,json,svg}.
 bench:
 	scripts/bench.sh
 
-## The same at 10k virtual connections and 1k sockets.
+## The same at 10k virtual connections and 1k sockets, a 30 s writer and no 1M run.
 bench-quick:
 	scripts/bench.sh --quick
 
