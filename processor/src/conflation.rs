@@ -1,7 +1,7 @@
 //! `BROADCAST_MODE=rounds`: a stream batch's changes are recorded as pending, merged per
 //! entity, and a round broadcasts what is pending when none is in flight.
 //!
-//! [`record`] is what a stream batch does; [`advance`] is what a batch, a tick (a round ended,
+//! A stream batch records its [`changes`] as pending; [`advance`] is what a batch, a tick (a round ended,
 //! a lease ran out) and the schedule do: start the next round if one may start and anything is
 //! pending, and keep starting rounds while they end at once (no connections).
 
@@ -11,7 +11,6 @@ use jobs::JobQueue;
 use platform::clock::now_ms;
 use registry::Registry;
 use rounds::round::{lease_until, new_round_id};
-use rounds::store::Recorded;
 use rounds::{Change, Coordinator, Ended, RoundError, RoundSettings, Start, Tick, latest};
 use serde_json::value::RawValue;
 
@@ -92,11 +91,6 @@ pub fn changes(
         }
     });
     latest(all)
-}
-
-/// Records a batch's changes as pending.
-pub async fn record(rounds: &Coordinator, changes: &[Change]) -> Result<Recorded, ConflationError> {
-    Ok(rounds.store.record(changes).await?)
 }
 
 /// Everything a round needs to go out.

@@ -13,7 +13,7 @@ use rounds::{Coordinator, RoundState, RoundStore, Ticks};
 
 use crate::broadcast::{BroadcastError, BroadcastStats, broadcast};
 use crate::config::ProcessorConfig;
-use crate::conflation::{Advanced, ConflationError, RoundContext, advance, changes, record};
+use crate::conflation::{Advanced, ConflationError, RoundContext, advance, changes};
 use crate::editions::Editions;
 use crate::message::{broadcast_id, stream_arn, stream_label};
 use crate::update::convert;
@@ -89,7 +89,12 @@ impl Processor {
             return self.broadcast_batch(event, &updates, report).await;
         };
         let changes = changes(&updates, label, self.config.max_message_bytes - 1024);
-        report.recorded = record(context.rounds, &changes).await?;
+        report.recorded = context
+            .rounds
+            .store
+            .record(&changes)
+            .await
+            .map_err(ConflationError::from)?;
         report.rounds = advance(&context).await?;
         Ok(report)
     }

@@ -14,8 +14,10 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -331,7 +333,7 @@ impl RoundStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        self.complete_if_done(result, "UpdateItem")
+        self.complete_if_done(result)
     }
 
     /// A job of the round is done, replaced by `pieces` requeued jobs (0 when it finished).
@@ -369,18 +371,14 @@ impl RoundStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        self.complete_if_done(result, "UpdateItem")
+        self.complete_if_done(result)
     }
 
-    fn complete_if_done<E, R>(
+    /// The round after an update, when that left it complete (the caller ends it).
+    fn complete_if_done(
         &self,
-        result: Result<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput, SdkError<E, R>>,
-        operation: &'static str,
-    ) -> Result<Option<RoundState>, StoreError>
-    where
-        E: StdError + Send + Sync + 'static + aws_sdk_dynamodb::error::ProvideErrorMetadata,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
+        result: Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
+    ) -> Result<Option<RoundState>, StoreError> {
         match result {
             Ok(output) => {
                 let round = output
@@ -391,7 +389,7 @@ impl RoundStore {
             }
             // The round ended meanwhile (its lease ran out): nothing to count any more.
             Err(e) if is_condition_failure(&e) => Ok(None),
-            Err(e) => Err(self.dynamo(operation, e)),
+            Err(e) => Err(self.dynamo("UpdateItem", e)),
         }
     }
 

@@ -128,6 +128,20 @@ pub async fn put_metric(stack: &Stack, entity_id: &str, value: f64) {
         .expect("PutItem on the metrics table");
 }
 
+/// Writes one entity with its type (a PutItem: INSERT or MODIFY), for tests of filters.
+pub async fn put_typed(stack: &Stack, entity_id: &str, entity_type: &str, value: f64) {
+    stack
+        .dynamo
+        .put_item()
+        .table_name(&stack.resources.names.metrics_table)
+        .item("entity_id", AttributeValue::S(entity_id.to_owned()))
+        .item("entity_type", AttributeValue::S(entity_type.to_owned()))
+        .item("metric_value", AttributeValue::N(value.to_string()))
+        .send()
+        .await
+        .expect("PutItem on the metrics table");
+}
+
 /// Changes an existing entity's value in place (a MODIFY record).
 pub async fn update_metric(stack: &Stack, entity_id: &str, value: f64) {
     stack

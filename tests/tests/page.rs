@@ -15,9 +15,8 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
-use e2e::{put_metric, start_stack, update_metric};
+use e2e::{put_metric, put_typed, start_stack, update_metric};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use stack::{Stack, StackConfig};
@@ -220,20 +219,6 @@ const SUBSCRIPTION: &str = r#"(() => {
 /// The entity ids of the cards on the page, sorted.
 const CARDS: &str = r#"Array.from(document.querySelectorAll('[data-entity]'))
     .map((card) => card.getAttribute('data-entity')).sort()"#;
-
-/// Writes one entity of the metrics table with its type (a PutItem: INSERT or MODIFY).
-async fn put_typed(stack: &Stack, entity_id: &str, entity_type: &str, value: f64) {
-    stack
-        .dynamo
-        .put_item()
-        .table_name(&stack.resources.names.metrics_table)
-        .item("entity_id", AttributeValue::S(entity_id.to_owned()))
-        .item("entity_type", AttributeValue::S(entity_type.to_owned()))
-        .item("metric_value", AttributeValue::N(value.to_string()))
-        .send()
-        .await
-        .expect("PutItem on the metrics table");
-}
 
 /// The raw `metric_value` of every card, by entity id (JSON object).
 const VALUES: &str = r#"Object.fromEntries(Array.from(document.querySelectorAll('[data-entity]')).map((card) => {

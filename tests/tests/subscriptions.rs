@@ -6,25 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use e2e::{Client, eventually, settled, start_stack, updates_for};
+use e2e::{Client, eventually, put_typed, settled, start_stack, updates_for};
 use serde_json::Value;
 use stack::{Stack, StackConfig};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn put_typed(stack: &Stack, entity_id: &str, entity_type: &str, value: f64) {
-    stack
-        .dynamo
-        .put_item()
-        .table_name(&stack.resources.names.metrics_table)
-        .item("entity_id", AttributeValue::S(entity_id.to_owned()))
-        .item("entity_type", AttributeValue::S(entity_type.to_owned()))
-        .item("metric_value", AttributeValue::N(value.to_string()))
-        .send()
-        .await
-        .expect("PutItem on the metrics table");
-}
 
 /// The entity ids a client received updates for (every METRICS_UPDATE, every part).
 fn entities(client: &Client) -> BTreeSet<String> {
