@@ -75,7 +75,7 @@
 //   connectThrottleRate / connectThrottleBurst  $connect route throttle            500 / 500
 //   Broadcast rounds and the posting budget (rounds/src/settings.rs; RUNBOOK "The posting budget
 //   and the broadcast modes"). The state table <prefix>-broadcast-state (STATE_TABLE_NAME) holds
-//   the pending changes, the round in flight and the budget's windows; the tick queue
+//   the pending changes, the round in flight and the budget's lanes; the tick queue
 //   <prefix>-ticks (TICK_QUEUE_URL) and the schedule <prefix>-processor-tick wake the processor.
 //   broadcastMode             BROADCAST_MODE: rounds (changes merge per entity, one  rounds
 //                             round in flight per stage) | batch (every stream batch is a

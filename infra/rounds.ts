@@ -24,7 +24,7 @@ import { allow, Statement } from "./iam";
  * The partition keys (`pk`) of the state table each function touches (rounds/src/store.rs,
  * fanout/src/budget/dynamo.rs): the processor records and clears changes and starts rounds (in
  * batch mode it keeps the entities only); the fanout counts jobs done, ends rounds and claims
- * budget windows, and never reads or writes a change; the message function reads the entities
+ * runs of the budget's lanes, and never reads or writes a change; the message function reads the entities
  * (snapshot/src/cache.rs, `RoundStore::entities`).
  */
 export const STATE_KEYS = {
@@ -62,10 +62,10 @@ export function messageSnapshotStatements(stateTableArn: pulumi.Input<string>): 
     ];
 }
 
-/** The fanout: the posting budget's windows, done jobs, the end of a round, its tick. */
+/** The fanout: the posting budget's lanes, done jobs, the end of a round, its tick. */
 export function fanoutRoundStatements(stateTableArn: pulumi.Input<string>, tickQueueArn: pulumi.Input<string>): Statement[] {
     return [
-        // PutItem: a job's done marker; UpdateItem: the round's count and end, a budget window.
+        // PutItem: a job's done marker; UpdateItem: the round's count and end, a run of a budget lane.
         allow("BudgetAndRoundProgress", ["dynamodb:PutItem", "dynamodb:UpdateItem"], [stateTableArn], {
             "ForAllValues:StringLike": { "dynamodb:LeadingKeys": [...STATE_KEYS.fanout] },
         }),

@@ -76,8 +76,8 @@ export function connectionsTable(settings: Settings): aws.dynamodb.Table {
  *   pending / <keys>            its latest change not yet broadcast (the next round's content)
  *   round / current             the round in flight, or the last one
  *   done#<roundId> / <job key>  a finished job of a round (a job delivered twice counts once)
- *   budget / <window start ms>  the posting budget's count in a 100 ms window (fanout)
- * Done markers and budget windows expire by TTL (`expiresAt`, epoch seconds). Losing the table
+ *   budget / lanes              how far each lane of the posting budget is taken (fanout)
+ * Done markers expire by TTL (`expiresAt`, epoch seconds). Losing the table
  * loses the pending changes and every entity's guard, so it is protected as the others are.
  */
 export function broadcastStateTable(settings: Settings): aws.dynamodb.Table {

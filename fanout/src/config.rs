@@ -23,7 +23,7 @@ pub struct FanoutConfig {
     pub policy: RetryPolicy,
     /// `POST_BUDGET_PER_SECOND` (default 9,000; 0 posts unpaced).
     pub budget_per_second: u32,
-    /// `STATE_TABLE_NAME`: the budget's windows and the rounds' counts; needed unless the
+    /// `STATE_TABLE_NAME`: the budget's lanes and the rounds' counts; needed unless the
     /// budget is 0.
     pub state_table: Option<String>,
     /// `TICK_QUEUE_URL`: where the end of a round wakes the processor; without it, rounds end

@@ -55,6 +55,10 @@ pub struct InvocationReport {
     pub posts: u64,
     /// ms the posts waited for the posting budget, summed.
     pub budget_wait_ms: u64,
+    /// Budget slots left because the posts reached them too late (log only).
+    pub budget_missed: u64,
+    /// Claims of budget slots sent (log only).
+    pub budget_claims: u64,
     /// Rounds this invocation ended (it finished their last job).
     pub rounds_ended: Vec<Ended>,
     /// Per job: ms from first enqueue to its last delivery.
@@ -110,11 +114,12 @@ impl<P: Poster> Fanout<P> {
         let pacer = self
             .budget
             .as_ref()
-            .map(|budget| Pacer::new(budget, expected_posts, deadline));
+            .map(|budget| Pacer::new(budget, expected_posts, self.concurrency, deadline));
         let poster = Paced::new(&self.poster, pacer);
         let results = deliver(&poster, &jobs, &self.policy, self.concurrency, deadline).await;
         report.posts = poster.posts();
         report.budget_wait_ms = poster.waited_ms();
+        (report.budget_missed, report.budget_claims) = poster.missed_and_claims();
         self.remove_gone(&results).await;
         for ((job, result), message_id) in jobs.iter().zip(&results).zip(message_ids) {
             if !self.settle(job, result, &mut report).await {
@@ -353,6 +358,8 @@ impl InvocationReport {
             malformed = self.malformed,
             posts = self.posts,
             budget_wait_ms = self.budget_wait_ms,
+            budget_missed = self.budget_missed,
+            budget_claims = self.budget_claims,
             rounds_ended = ?self.rounds_ended.iter().map(|e| &e.round.round_id).collect::<Vec<_>>(),
             failed_messages = self.failed_messages.len(),
             "fanout invocation"

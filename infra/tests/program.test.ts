@@ -308,7 +308,7 @@ describe("IAM", () => {
             "sqs:DeleteMessage": [sqsArn(FANOUT_QUEUE)],
             "sqs:GetQueueAttributes": [sqsArn(FANOUT_QUEUE)],
             "sqs:SendMessage": [sqsArn(FANOUT_QUEUE), sqsArn(TICK_QUEUE)],
-            // The posting budget's windows, done jobs and the round's end (tests/rounds.test.ts).
+            // The posting budget's lanes, done jobs and the round's end (tests/rounds.test.ts).
             "dynamodb:PutItem": [STATE_TABLE_ARN],
             "dynamodb:UpdateItem": [STATE_TABLE_ARN],
             // Gone connections go in BatchWriteItem deletes (Registry::remove_many), never DeleteItem.

@@ -279,7 +279,7 @@ describe("what the functions may do to the rounds' resources", () => {
         });
     });
 
-    it("fanout: put and update only (done jobs, the round's count and end, budget windows), never a change", () => {
+    it("fanout: put and update only (done jobs, the round's count and end, budget lanes), never a change", () => {
         const [state, ...others] = touching("fanout", STATE_TABLE_ARN);
         assert.deepEqual(others, []);
         assert.deepEqual([...state.Action].sort(), ["dynamodb:PutItem", "dynamodb:UpdateItem"]);

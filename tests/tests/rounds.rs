@@ -299,39 +299,59 @@ async fn a_round_whose_fanout_died_is_replaced_when_its_lease_runs_out() {
 }
 
 #[tokio::test]
-async fn budget_windows_in_dynamodb_grant_each_position_once_up_to_capacity() {
-    use fanout::budget::Claim;
-    use fanout::budget::dynamo::DynamoWindows;
+async fn budget_lanes_in_dynamodb_grant_each_slot_once() {
+    use fanout::budget::dynamo::DynamoLanes;
+    use fanout::budget::{Claim, Run};
     let store = fresh_store().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk_config().await);
-    let windows = DynamoWindows::new(dynamo, store.table());
-    let claim = |wanted, floor| Claim {
-        wanted,
+    let lanes = DynamoLanes::new(dynamo, store.table());
+    // Slots 10 µs apart; runs of 6 from the floor, starting no later than 100 µs after it.
+    let claim = |lane, floor: i64| Claim {
+        lane,
+        taken: 0,
+        wanted: 6,
         floor,
-        capacity: 30,
+        ceiling: floor + 100,
+        spacing: 10,
     };
-    assert_eq!(windows.claim(1_000, claim(6, 0)).await.unwrap(), 0..6);
-    assert_eq!(windows.claim(1_000, claim(6, 0)).await.unwrap(), 6..12);
-    // Positions before the floor have passed: the claim starts at the floor.
-    assert_eq!(windows.claim(1_000, claim(6, 20)).await.unwrap(), 20..26);
-    assert_eq!(windows.claim(1_000, claim(6, 21)).await.unwrap(), 26..30);
-    assert!(windows.claim(1_000, claim(6, 0)).await.unwrap().is_empty());
-    // Another window is another count.
-    assert_eq!(windows.claim(1_100, claim(6, 3)).await.unwrap(), 3..9);
+    let run = |start, count| Run {
+        start,
+        count,
+        spacing: 10,
+    };
+    let first = lanes.claim(claim(0, 1_000)).await.unwrap();
+    assert_eq!(first.run, run(1_000, 6));
+    // Taken past the floor: the next run goes after it.
+    assert_eq!(
+        lanes.claim(claim(0, 1_000)).await.unwrap().run,
+        run(1_060, 6)
+    );
+    // Taken beyond reach (1,120 > 1,010 + 100): nothing yet.
+    let ahead = lanes.claim(claim(0, 1_010)).await.unwrap();
+    assert_eq!(ahead.run.count, 0, "{ahead:?}");
+    // Free before the floor (time went by): the run starts at the floor, not in the past.
+    assert_eq!(
+        lanes.claim(claim(0, 5_000)).await.unwrap().run,
+        run(5_000, 6)
+    );
+    // Each lane is taken on its own, and every answer tells all of them.
+    let other = lanes.claim(claim(3, 5_000)).await.unwrap();
+    assert_eq!(other.run, run(5_000, 6));
+    assert_eq!(other.taken, [(0, 5_060), (3, 5_060)].into());
 }
 
 #[tokio::test]
 async fn a_pacer_over_dynamodb_posts_at_the_budget() {
-    use fanout::budget::dynamo::DynamoWindows;
-    use fanout::budget::{Pacer, PostBudget, Windows};
+    use fanout::budget::dynamo::DynamoLanes;
+    use fanout::budget::{Lanes, Pacer, PostBudget};
     let store = fresh_store().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk_config().await);
     let budget = PostBudget {
-        windows: Windows::Dynamo(DynamoWindows::new(dynamo, store.table())),
+        lanes: Lanes::Dynamo(DynamoLanes::new(dynamo, store.table())),
         per_second: 300,
     };
     let started = Instant::now();
-    let pacer = Pacer::new(&budget, 600, started + Duration::from_secs(30));
+    let pacer = Pacer::new(&budget, 600, 64, started + Duration::from_secs(30));
     let acquired = join_all((0..600).map(|_| pacer.acquire())).await;
     assert!(acquired.iter().all(|a| *a));
     let took = started.elapsed();

@@ -209,7 +209,7 @@ pub struct BenchArgs {
     pub sustained_lambda_concurrency: usize,
     /// Latency added to each claim of the posting budget in the sustained scenario, uniform
     /// from 0 to this, ms (with the registry in memory: the proxy holds the claim before moto
-    /// gets it). A slower store for the budget's windows.
+    /// gets it). A slower store for the budget's lanes.
     #[arg(long, default_value_t = 0)]
     pub claim_delay_ms: u64,
     /// Longest wait for a scenario's last delivery, s.

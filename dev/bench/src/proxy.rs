@@ -201,7 +201,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-/// Whether `request` claims positions of the posting budget (fanout's `DynamoWindows`).
+/// Whether `request` claims positions of the posting budget (fanout's `DynamoLanes`).
 fn is_claim(request: &Message) -> bool {
     request.header("x-amz-target") == Some("DynamoDB_20120810.UpdateItem")
         && serde_json::from_slice::<Value>(&request.body)

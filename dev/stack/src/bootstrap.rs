@@ -211,7 +211,7 @@ pub async fn ensure_connections_table(
 }
 
 /// The rounds' state table as `infra/tables.ts` declares it: key `pk` / `sk`, TTL on
-/// `expiresAt` (the budget's windows, the done markers). Idempotent.
+/// `expiresAt` (the done markers). Idempotent.
 pub async fn ensure_state_table(
     dynamo: &aws_sdk_dynamodb::Client,
     table: &str,

@@ -19,8 +19,8 @@ use event_sources::queue::{QueuePoller, QueueSourceConfig, QueueStats};
 use event_sources::streams::{OnFailure, StreamPoller, StreamSourceConfig, StreamStats};
 use event_sources::{InvokeError, function};
 use fanout::Fanout;
-use fanout::budget::dynamo::DynamoWindows;
-use fanout::budget::{PostBudget, Windows};
+use fanout::budget::dynamo::DynamoLanes;
+use fanout::budget::{Lanes, PostBudget};
 use fanout::management::ManagementApi;
 use fanout::policy::RetryPolicy;
 use jobs::{JobQueue, QueueSettings};
@@ -396,7 +396,7 @@ fn fanout_function(
     config: &StackConfig,
 ) -> Arc<Fanout<ManagementApi>> {
     let budget = (config.post_budget > 0).then(|| PostBudget {
-        windows: Windows::Dynamo(DynamoWindows::new(
+        lanes: Lanes::Dynamo(DynamoLanes::new(
             registry.client().clone(),
             coordinator.store.table(),
         )),

@@ -1,33 +1,30 @@
-//! The budget's windows in the state table: item `budget` / `<window start>` counts the
-//! positions claimed in that window (`used`), and expires a few minutes later.
+//! The budget's lanes in the state table: item `budget` / `lanes` holds, for each lane, the
+//! epoch µs up to which its slots are taken (`lane0`, `lane1`, ...). One small item, updated in
+//! place: a claim is one conditional write, two when another invocation moved the lane first.
 
-use std::ops::Range;
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::Claim;
+use super::{Claim, Granted, Run};
 
-/// Seconds a window's item is kept (TTL) after it ends: long enough to look at, short enough
-/// not to pile up (3,600 windows an hour).
-const KEEP_SECONDS: i64 = 600;
-
-pub struct DynamoWindows {
+pub struct DynamoLanes {
     client: Client,
     table: String,
 }
 
-/// What one conditional write found.
+/// What one conditional write found: where every lane is taken up to, after the write or as
+/// the condition found them.
 enum Written {
-    /// The count after the write.
-    Used(u32),
-    /// The condition failed; the count the window had.
-    Refused(u32),
+    Done(HashMap<u32, i64>),
+    Refused(HashMap<u32, i64>),
 }
 
-impl DynamoWindows {
+impl DynamoLanes {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -35,115 +32,101 @@ impl DynamoWindows {
         }
     }
 
-    /// Claims positions of `window` as [`Claim::grant`] says, in at most three conditional
-    /// writes: from the floor when the count is behind it, else after the count, else what is
-    /// left.
-    pub async fn claim(&self, window: i64, claim: Claim) -> Result<Range<u32>, String> {
-        let mut used = 0;
-        if claim.floor > 0 {
-            let jump = claim.grant(0);
-            if jump.is_empty() {
-                return Ok(jump);
+    /// Claims a run of a lane as [`Claim::grant`] says, in at most three conditional writes:
+    /// from the floor when the lane is free before it, else after what is taken, each time
+    /// with what the last refusal said the lane holds.
+    pub async fn claim(&self, claim: Claim) -> Result<Granted, String> {
+        let mut taken = claim.taken;
+        let mut lanes = HashMap::new();
+        for _ in 0..3 {
+            let run = claim.grant(taken);
+            if run.count == 0 {
+                break;
             }
-            match self
-                .write(
-                    window,
-                    "SET used = :n, expiresAt = :expires",
-                    "used < :floor",
-                    jump.end,
-                    claim,
+            let write = if taken <= claim.floor {
+                // The lane is free before the floor: the run starts at the floor.
+                self.write(
+                    claim.lane,
+                    "SET #lane = :end",
+                    "attribute_not_exists(#lane) OR #lane <= :floor",
                 )
-                .await?
-            {
-                Written::Used(_) => return Ok(jump),
-                Written::Refused(found) => used = found,
+                .expression_attribute_values(":end", number(run.end()))
+                .expression_attribute_values(":floor", number(claim.floor))
+            } else {
+                // Taken past the floor: the run goes after what is taken, if that is in reach.
+                self.write(
+                    claim.lane,
+                    "ADD #lane :length",
+                    "#lane > :floor AND #lane <= :ceiling",
+                )
+                .expression_attribute_values(":length", number(run.end() - run.start))
+                .expression_attribute_values(":floor", number(claim.floor))
+                .expression_attribute_values(":ceiling", number(claim.ceiling))
+            };
+            match written(write.send().await)? {
+                Written::Done(after) => {
+                    let end = after.get(&claim.lane).copied().unwrap_or(run.end());
+                    let length = run.end() - run.start;
+                    return Ok(Granted {
+                        run: Run {
+                            start: end - length,
+                            ..run
+                        },
+                        taken: after,
+                    });
+                }
+                Written::Refused(found) => {
+                    taken = found.get(&claim.lane).copied().unwrap_or(0);
+                    lanes = found;
+                }
             }
         }
-        for _ in 0..2 {
-            let granted = claim.grant(used);
-            if granted.is_empty() {
-                return Ok(granted);
-            }
-            let n = granted.len() as u32;
-            let room = claim.capacity - n;
-            match self.write_add(window, n, room).await? {
-                Written::Used(after) => return Ok(after - n..after),
-                Written::Refused(found) => used = found,
-            }
-        }
-        Ok(0..0)
+        Ok(Granted {
+            run: claim.grant(i64::MAX),
+            taken: lanes,
+        })
     }
 
-    async fn write(
-        &self,
-        window: i64,
-        update: &str,
-        condition: &str,
-        value: u32,
-        claim: Claim,
-    ) -> Result<Written, String> {
-        let result = self
-            .request(window, update, condition)
-            .expression_attribute_values(":n", AttributeValue::N(value.to_string()))
-            .expression_attribute_values(":floor", AttributeValue::N(claim.floor.to_string()))
-            .send()
-            .await;
-        written(result)
-    }
-
-    async fn write_add(&self, window: i64, n: u32, room: u32) -> Result<Written, String> {
-        let result = self
-            .request(
-                window,
-                "ADD used :n SET expiresAt = :expires",
-                "used <= :room",
-            )
-            .expression_attribute_values(":n", AttributeValue::N(n.to_string()))
-            .expression_attribute_values(":room", AttributeValue::N(room.to_string()))
-            .send()
-            .await;
-        written(result)
-    }
-
-    fn request(
-        &self,
-        window: i64,
-        update: &str,
-        condition: &str,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    /// A conditional update of lane `lane` (`#lane`).
+    fn write(&self, lane: u32, update: &str, condition: &str) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S("budget".into()))
-            .key("sk", AttributeValue::S(window.to_string()))
+            .key("sk", AttributeValue::S("lanes".into()))
             .update_expression(update)
-            .condition_expression(format!("attribute_not_exists(used) OR {condition}"))
-            .expression_attribute_values(
-                ":expires",
-                AttributeValue::N((window / 1000 + KEEP_SECONDS).to_string()),
-            )
-            .return_values(ReturnValue::UpdatedNew)
+            .condition_expression(condition)
+            .expression_attribute_names("#lane", format!("lane{lane}"))
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 }
 
-fn used_of(item: Option<&std::collections::HashMap<String, AttributeValue>>) -> Option<u32> {
-    item?.get("used")?.as_n().ok()?.parse().ok()
+fn number(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
-fn written<R>(
+/// Where each lane of the item is taken up to.
+fn lanes_of(item: Option<&HashMap<String, AttributeValue>>) -> HashMap<u32, i64> {
+    item.into_iter()
+        .flatten()
+        .filter_map(|(name, value)| {
+            let lane = name.strip_prefix("lane")?.parse().ok()?;
+            Some((lane, value.as_n().ok()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn written<R: std::fmt::Debug>(
     result: Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
-) -> Result<Written, String>
-where
-    R: std::fmt::Debug,
-{
+) -> Result<Written, String> {
     match result {
-        Ok(output) => Ok(Written::Used(used_of(output.attributes()).unwrap_or(0))),
+        Ok(output) => Ok(Written::Done(lanes_of(output.attributes()))),
         Err(error) => {
             if let Some(UpdateItemError::ConditionalCheckFailedException(failed)) =
                 error.as_service_error()
             {
-                return Ok(Written::Refused(used_of(failed.item()).unwrap_or(0)));
+                return Ok(Written::Refused(lanes_of(failed.item())));
             }
             Err(DisplayErrorContext(&error).to_string())
         }
