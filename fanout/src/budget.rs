@@ -636,15 +636,23 @@ mod tests {
         assert!(*grants.last().unwrap() >= 1_500, "{grants:?}");
     }
 
-    /// Every post of `invocations` invocations sharing `budget`, each posting `posts` through
-    /// `workers` posts in flight that take `latency` each, as ms from the start.
+    /// What invocations sharing a budget did: each post's time (ms from the start, in order),
+    /// and the slots they missed and the claims they sent, summed.
+    struct Posted {
+        at: Vec<u64>,
+        missed: u64,
+        claims: u64,
+    }
+
+    /// `invocations` invocations sharing `budget`, each making `posts` posts through `workers`
+    /// posts in flight that take `latency` each.
     async fn posted(
         budget: &Arc<PostBudget>,
         invocations: usize,
         workers: u64,
         latency: Duration,
         posts: u64,
-    ) -> Vec<u64> {
+    ) -> Posted {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(3600);
         let runs = (0..invocations).map(|_| {
@@ -663,91 +671,63 @@ mod tests {
                     at
                 };
                 let all = futures::future::join_all((0..workers).map(|_| worker())).await;
-                all.into_iter().flatten().collect::<Vec<_>>()
+                (all.concat(), pacer.missed_and_claims())
             })
         });
-        let mut all: Vec<u64> = futures::future::join_all(runs)
-            .await
-            .into_iter()
-            .flat_map(Result::unwrap)
-            .collect();
-        all.sort_unstable();
-        all
+        let mut total = Posted {
+            at: Vec::new(),
+            missed: 0,
+            claims: 0,
+        };
+        for run in futures::future::join_all(runs).await {
+            let (at, (missed, claims)) = run.unwrap();
+            total.at.extend(at);
+            total.missed += missed;
+            total.claims += claims;
+        }
+        total.at.sort_unstable();
+        total
     }
 
-    /// Posts made before `ms`, per second.
-    fn rate_before(posts: &[u64], ms: u64) -> u64 {
-        posts.partition_point(|at| *at < ms) as u64 * 1000 / ms
+    /// Invocations of 64 posts in flight at 25 ms (up to 2,560/s each) on a 9,000/s budget (9
+    /// lanes of 1,000/s): their rate in the first 4 s, and the busiest second.
+    async fn sharing(invocations: usize, posts: u64) -> (u64, usize) {
+        let budget = Arc::new(memory_budget(9_000));
+        let posted = posted(&budget, invocations, 64, Duration::from_millis(25), posts).await;
+        assert_eq!(posted.at.len() as u64, invocations as u64 * posts);
+        let before = posted.at.partition_point(|at| *at < 4_000) as u64;
+        (before / 4, busiest_second(&posted.at))
     }
 
     #[tokio::test(start_paused = true)]
     async fn invocations_slower_than_the_budget_each_post_about_as_fast_as_they_can() {
-        // 9 lanes of 1,000/s; each invocation posts at most 64 / 25 ms = 2,560/s: with a tenth
-        // to spare, it holds two lanes, once it has measured its posts.
-        let budget = Arc::new(memory_budget(9_000));
-        let posts = posted(&budget, 2, 64, Duration::from_millis(25), 10_000).await;
-        assert_eq!(posts.len(), 20_000);
-        let rate = rate_before(&posts, 4_000);
+        // With a tenth to spare, each holds two lanes once it has measured its posts.
+        let (rate, busiest) = sharing(2, 10_000).await;
         assert!((3_800..=4_100).contains(&rate), "{rate}/s while both post");
-        let busiest = busiest_second(&posts);
         assert!(busiest <= 4_100, "busiest second {busiest}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn invocations_that_could_post_more_than_the_budget_share_it_and_use_it() {
-        // 6 invocations of up to 2,560/s each ask 15,360/s of a 9,000/s budget.
-        let budget = Arc::new(memory_budget(9_000));
-        let posts = posted(&budget, 6, 64, Duration::from_millis(25), 9_000).await;
-        assert_eq!(posts.len(), 54_000);
-        // The budget is used while they all post (until the first is done, after 4 s), and no
-        // second holds more than the slots' lateness allows (4.5% over).
-        let rate = rate_before(&posts, 4_000);
+        // Six ask 15,360/s. The budget is used while they all post (the first is done after
+        // 4 s), and no second holds more than the slots' lateness allows (4.5% over).
+        let (rate, busiest) = sharing(6, 9_000).await;
         assert!((8_700..=9_100).contains(&rate), "{rate}/s while all post");
-        let busiest = busiest_second(&posts);
         assert!(busiest <= 9_405, "busiest second {busiest}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn many_waiting_invocations_book_runs_ahead_instead_of_asking_again_and_again() {
-        // A round's 50 jobs of 1,000 posts start at once on a 9,000/s budget: 9 lanes, and
-        // each invocation (64 posts in flight at 40 ms: 1,600/s) can keep up with one.
+        // A round's 50 jobs of 1,000 posts start at once on a 9,000/s budget: each invocation
+        // (64 posts in flight at 40 ms: 1,600/s) can keep up with one lane of the 9.
         let budget = Arc::new(memory_budget(9_000));
-        let start = Instant::now();
-        let deadline = start + Duration::from_secs(3600);
-        let runs = (0..50).map(|_| {
-            let budget = budget.clone();
-            tokio::spawn(async move {
-                let pacer = Pacer::new(&budget, 1_000, 64, deadline);
-                let next = AtomicU64::new(0);
-                let worker = || async {
-                    let mut last = 0;
-                    while next.fetch_add(1, Ordering::Relaxed) < 1_000 {
-                        assert!(pacer.acquire().await);
-                        last = Instant::now().duration_since(start).as_millis() as u64;
-                        tokio::time::sleep(Duration::from_millis(40)).await;
-                        pacer.observe_post(Duration::from_millis(40));
-                    }
-                    last
-                };
-                let ends = futures::future::join_all((0..64).map(|_| worker())).await;
-                (ends.into_iter().max().unwrap(), pacer.missed_and_claims())
-            })
-        });
-        let results: Vec<_> = futures::future::join_all(runs)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        let span = results.iter().map(|(end, _)| *end).max().unwrap();
-        let (missed, claims) = results
-            .iter()
-            .fold((0, 0), |(m, c), (_, (missed, claims))| {
-                (m + missed, c + claims)
-            });
+        let Posted { at, missed, claims } =
+            posted(&budget, 50, 64, Duration::from_millis(40), 1_000).await;
+        let span = at.last().unwrap();
         // 50,000 posts at 9,000/s: 5.6 s, and the budget is not left idle (but at the very
         // end: a run booked on one lane does not move to another that frees sooner).
         assert!(
-            (5_500..=6_400).contains(&span),
+            (5_500..=6_400).contains(span),
             "took {span} ms, {claims} claims, {missed} missed"
         );
         // A few claims per job (its runs, and a refusal now and then), not one per lane's turn.
