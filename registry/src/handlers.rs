@@ -26,10 +26,13 @@ const SUBPROTOCOL_HEADER: &str = "sec-websocket-protocol";
 /// The port to snapshots: posts the connection the current state of every entity its
 /// interest matches, in SNAPSHOT parts. The `message` function's is the `snapshot` crate's.
 pub trait Snapshots: Send + Sync {
+    /// `connected_at_ms`: when the connection opened (its row's `connectedAt`). The state sent
+    /// is read after it: a change broadcast before the connection existed is in it.
     fn send(
         &self,
         connection_id: &str,
         interest: &Interest,
+        connected_at_ms: i64,
     ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
@@ -37,7 +40,7 @@ pub trait Snapshots: Send + Sync {
 pub struct NoSnapshots;
 
 impl Snapshots for NoSnapshots {
-    async fn send(&self, _: &str, _: &Interest) -> Result<(), String> {
+    async fn send(&self, _: &str, _: &Interest, _: i64) -> Result<(), String> {
         Err("snapshots are not enabled on this stage".into())
     }
 }
@@ -228,17 +231,18 @@ async fn snapshot(
     connection_id: &str,
     filter: Option<Filter>,
 ) -> Option<Reply> {
-    let interest = match registry.get(connection_id).await {
-        Ok(Some(row)) if filter.is_none() => row.interest(),
+    let (interest, connected_at) = match registry.get(connection_id).await {
+        Ok(Some(row)) if filter.is_none() => (row.interest(), row.connected_at),
         Ok(Some(row)) => {
             let filter = filter.unwrap_or_default();
             if let Err(e) = filter.check_allowed(row.allowed_entity_types.as_deref()) {
                 return Some(Reply::from(ClientError::from(e)));
             }
-            Interest {
+            let interest = Interest {
                 filter,
                 allowed_types: row.allowed_entity_types,
-            }
+            };
+            (interest, row.connected_at)
         }
         Ok(None) => {
             return Some(error_reply(
@@ -250,7 +254,7 @@ async fn snapshot(
             return Some(error_reply("the snapshot could not be sent; try again"));
         }
     };
-    match snapshots.send(connection_id, &interest).await {
+    match snapshots.send(connection_id, &interest, connected_at).await {
         Ok(()) => None,
         Err(e) => {
             warn!(connection_id, error = %e, "snapshot not sent");

@@ -3,14 +3,18 @@
 //! A reconnect storm must not become one full read of the entities per connection. So a read
 //! is kept in memory (`SNAPSHOT_CACHE_MS`, default 1 s) and reads are single-flight: a request
 //! that arrives while a read is in flight waits for it, and takes it if it started at most
-//! `max_age` before the request; otherwise it reads again (one read at a time). Every snapshot
-//! therefore shows the state as of at most `max_age` before it was asked for (with 0: a read
-//! that started after the request, shared by every request that waited for it).
+//! `max_age` before the request and after the connection opened; otherwise it reads again (one
+//! read at a time). A read older than the connection could miss a change whose broadcast went
+//! out before the connection existed: the client would hold an old value until the entity
+//! changed again. A read that started after it has every change the connection got no
+//! broadcast of (the processor keeps a change before it pages the registry). With `max_age` 0:
+//! a read that started after the request, shared by every request that waited for it.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::clock::now_ms;
 use rounds::{Change, RoundStore};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -38,6 +42,8 @@ pub struct Cached<S> {
 
 struct Read {
     started: Instant,
+    /// The same, epoch ms: compared with when a connection opened.
+    started_ms: i64,
     state: Arc<State>,
 }
 
@@ -56,25 +62,28 @@ impl<S: EntitySource> Cached<S> {
         }
     }
 
-    /// The entities as of at most `max_age` before now. A failed read is not kept: the next
-    /// request reads again.
-    pub async fn get(&self) -> Result<Fetched, String> {
+    /// The entities as read at most `max_age` before now, and after `not_before_ms` (epoch
+    /// ms: when the connection opened). A failed read is not kept: the next request reads
+    /// again.
+    pub async fn get(&self, not_before_ms: i64) -> Result<Fetched, String> {
         let requested = Instant::now();
         // Held across the read: whoever comes meanwhile waits for it (single flight).
         let mut last = self.last.lock().await;
         if let Some(read) = last.as_ref()
             && read.started + self.max_age >= requested
+            && read.started_ms >= not_before_ms
         {
             return Ok(Fetched {
                 state: read.state.clone(),
                 hit: true,
             });
         }
-        let started = Instant::now();
+        let (started, started_ms) = (Instant::now(), now_ms());
         let changes = self.source.read().await?;
         let state = Arc::new(State::from_changes(&changes));
         *last = Some(Read {
             started,
+            started_ms,
             state: state.clone(),
         });
         Ok(Fetched { state, hit: false })
@@ -130,7 +139,7 @@ mod tests {
             Counted::new(Duration::from_millis(50)),
             Duration::from_secs(1),
         );
-        let fetched: Vec<Fetched> = futures::future::join_all((0..500).map(|_| cache.get()))
+        let fetched: Vec<Fetched> = futures::future::join_all((0..500).map(|_| cache.get(0)))
             .await
             .into_iter()
             .map(Result::unwrap)
@@ -140,9 +149,9 @@ mod tests {
         assert!(fetched.iter().all(|f| read_of(f) == "read-0"));
         // Within max_age of the read's start: memory; past it: a new read.
         tokio::time::advance(Duration::from_millis(900)).await;
-        assert!(cache.get().await.unwrap().hit);
+        assert!(cache.get(0).await.unwrap().hit);
         tokio::time::advance(Duration::from_millis(100)).await;
-        let later = cache.get().await.unwrap();
+        let later = cache.get(0).await.unwrap();
         assert!(!later.hit);
         assert_eq!(read_of(&later), "read-1");
     }
@@ -155,7 +164,7 @@ mod tests {
         ));
         let first = tokio::spawn({
             let cache = cache.clone();
-            async move { cache.get().await.unwrap() }
+            async move { cache.get(0).await.unwrap() }
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         // Both arrive while read 0 is in flight: it started before them, so they wait for
@@ -163,7 +172,7 @@ mod tests {
         let waiting: Vec<_> = (0..2)
             .map(|_| {
                 let cache = cache.clone();
-                tokio::spawn(async move { cache.get().await.unwrap() })
+                tokio::spawn(async move { cache.get(0).await.unwrap() })
             })
             .collect();
         assert_eq!(read_of(&first.await.unwrap()), "read-0");
@@ -178,12 +187,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_read_from_before_the_connection_opened_is_not_served_to_it() {
+        let cache = Cached::new(Counted::new(Duration::ZERO), Duration::from_secs(60));
+        let before = cache.get(0).await.unwrap();
+        assert_eq!(read_of(&before), "read-0");
+        // A connection that opened after read 0 started (a millisecond later) gets a read of
+        // its own, though read 0 is within the age; an older connection gets memory.
+        let opened = now_ms() + 1;
+        let fresh = cache.get(opened).await.unwrap();
+        assert!(!fresh.hit);
+        assert_eq!(read_of(&fresh), "read-1");
+        let older = cache.get(opened - 1_000).await.unwrap();
+        assert!(older.hit);
+        assert_eq!(read_of(&older), "read-1");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_failed_read_is_not_kept() {
         let cache = Cached::new(Counted::new(Duration::ZERO), Duration::from_secs(1));
         cache.source.failing.store(true, Ordering::SeqCst);
-        assert_eq!(cache.get().await.err().as_deref(), Some("unavailable"));
+        assert_eq!(cache.get(0).await.err().as_deref(), Some("unavailable"));
         cache.source.failing.store(false, Ordering::SeqCst);
-        let fetched = cache.get().await.unwrap();
+        let fetched = cache.get(0).await.unwrap();
         assert!(!fetched.hit);
         assert_eq!(cache.source.reads.load(Ordering::SeqCst), 2);
     }

@@ -156,8 +156,13 @@ impl<P: Poster, S: EntitySource> SnapshotService<P, S> {
         }
     }
 
-    async fn send_snapshot(&self, connection_id: &str, interest: &Interest) -> Result<(), String> {
-        let fetched = self.entities.get().await.map_err(|e| {
+    async fn send_snapshot(
+        &self,
+        connection_id: &str,
+        interest: &Interest,
+        connected_at_ms: i64,
+    ) -> Result<(), String> {
+        let fetched = self.entities.get(connected_at_ms).await.map_err(|e| {
             error!(connection_id, error = %e, "could not read the entities for a snapshot");
             "the current state could not be read; try again".to_owned()
         })?;
@@ -210,8 +215,15 @@ impl<P: Poster, S: EntitySource> SnapshotService<P, S> {
 }
 
 impl<P: Poster, S: EntitySource> Snapshots for SnapshotService<P, S> {
-    async fn send(&self, connection_id: &str, interest: &Interest) -> Result<(), String> {
-        let result = self.send_snapshot(connection_id, interest).await;
+    async fn send(
+        &self,
+        connection_id: &str,
+        interest: &Interest,
+        connected_at_ms: i64,
+    ) -> Result<(), String> {
+        let result = self
+            .send_snapshot(connection_id, interest, connected_at_ms)
+            .await;
         if result.is_err() {
             Stats::add(&self.stats.failures, 1);
         }
@@ -300,7 +312,7 @@ mod tests {
             filter: Filter::new(Some(vec!["disk".into()]), None).unwrap(),
             allowed_types: None,
         };
-        service.send("conn-1", &disks).await.unwrap();
+        service.send("conn-1", &disks, 0).await.unwrap();
         let messages = posted(&service);
         assert!(messages.len() > 1, "60 entities in 2 KB parts");
         let expected: Vec<String> = (1..60).step_by(2).map(|i| format!("e{i:04}")).collect();
@@ -313,7 +325,10 @@ mod tests {
             (1, messages.len() as u64, 30, 1)
         );
         // The next one within the cache's age reads nothing, and has an id of its own.
-        service.send("conn-2", &Interest::default()).await.unwrap();
+        service
+            .send("conn-2", &Interest::default(), 0)
+            .await
+            .unwrap();
         let counts = service.stats().take();
         assert_eq!((counts.cache_hits, counts.reads, counts.items), (1, 0, 60));
         let all = posted(&service);
@@ -327,7 +342,7 @@ mod tests {
             filter: Filter::new(Some(vec!["gpu".into()]), None).unwrap(),
             allowed_types: None,
         };
-        service.send("c", &gpus).await.unwrap();
+        service.send("c", &gpus, 0).await.unwrap();
         let messages = posted(&service);
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0]["items"], serde_json::json!([]));
@@ -343,14 +358,14 @@ mod tests {
             ],
             60,
         );
-        service.send("c", &Interest::default()).await.unwrap();
+        service.send("c", &Interest::default(), 0).await.unwrap();
         let messages = posted(&service);
         assert_eq!(messages[0], messages[2], "the first part, third try");
         let parts = messages[0]["parts"].as_u64().unwrap() as usize;
         assert_eq!(messages.len(), parts + 2);
 
         let gone = super::tests::service(vec![PostOutcome::Delivered, PostOutcome::Gone], 60);
-        gone.send("c", &Interest::default()).await.unwrap();
+        gone.send("c", &Interest::default(), 0).await.unwrap();
         assert_eq!(posted(&gone).len(), 2, "nothing after the 410");
         let counts = gone.stats().take();
         assert_eq!((counts.gone, counts.snapshots, counts.failures), (1, 0, 0));
@@ -360,7 +375,10 @@ mod tests {
     async fn a_part_that_cannot_be_posted_fails_the_snapshot() {
         let throttled = vec![PostOutcome::Throttled; 3];
         let service = service(throttled, 60);
-        let error = service.send("c", &Interest::default()).await.unwrap_err();
+        let error = service
+            .send("c", &Interest::default(), 0)
+            .await
+            .unwrap_err();
         assert!(error.contains("try again"), "{error}");
         assert_eq!(
             posted(&service).len(),
@@ -368,7 +386,10 @@ mod tests {
             "three tries, then no further part"
         );
         let forbidden = super::tests::service(vec![PostOutcome::Forbidden], 60);
-        let error = forbidden.send("c", &Interest::default()).await.unwrap_err();
+        let error = forbidden
+            .send("c", &Interest::default(), 0)
+            .await
+            .unwrap_err();
         assert!(error.contains("may not post"), "{error}");
         assert_eq!(forbidden.stats().take().failures, 1);
     }
