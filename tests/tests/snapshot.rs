@@ -393,6 +393,43 @@ async fn a_snapshot_racing_a_broadcast_leaves_the_client_with_the_newest_values(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_connects_after_a_broadcast_it_missed_gets_the_change_in_its_snapshot() {
+    // Reads of the entities kept a minute: without the rule that a connection only gets a read
+    // that started after it opened, the second client would get the first one's old read.
+    let stack = start_stack(StackConfig {
+        snapshot_cache: Duration::from_secs(60),
+        ..StackConfig::for_tests()
+    })
+    .await;
+    put(&stack, "missed-1", "stream", 1, 1).await;
+    stored(&stack, 1, 1).await;
+    let mut early = Socket::connect(&stack.ws_url()).await;
+    let items = early.snapshot(r#"{"action":"snapshot"}"#).await;
+    assert_eq!(items[0]["data"]["metric_value"], 1);
+
+    // The change's round goes out (the early client gets it) before the late client exists.
+    put(&stack, "missed-1", "stream", 2, 1).await;
+    let broadcast = eventually(WAIT, || {
+        early
+            .replies("METRICS_UPDATE")
+            .iter()
+            .any(|m| m["updates"][0]["data"]["metric_value"] == 2)
+    })
+    .await;
+    assert!(broadcast, "the early client got the change");
+    let mut late = Socket::connect(&stack.ws_url()).await;
+    let items = late.snapshot(r#"{"action":"snapshot"}"#).await;
+    assert_eq!(
+        items[0]["data"]["metric_value"], 2,
+        "the late client's snapshot has the change it got no broadcast of: {items:?}"
+    );
+    // And the early client, opened before the read it was served, still shares it.
+    let again = early.snapshot(r#"{"action":"snapshot"}"#).await;
+    assert_eq!(again[0]["data"]["metric_value"], 2);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_with_a_filter_has_exactly_the_matching_entities() {
     let stack = start_stack(StackConfig::for_tests()).await;
     let entities: Vec<(String, &str)> = [

@@ -194,6 +194,7 @@ impl Bench {
             round_lease: Duration::from_secs(60),
             schedule: Duration::from_secs(60),
             canary: None,
+            ..StackConfig::dev(0)
         })
     }
 

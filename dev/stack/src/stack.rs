@@ -63,6 +63,8 @@ pub struct StackConfig {
     pub schedule: Duration,
     /// The end-to-end canary against the gateway (`None`: off).
     pub canary: Option<LocalCanary>,
+    /// `SNAPSHOT_CACHE_MS`: how old a read of the entities a snapshot may come from.
+    pub snapshot_cache: Duration,
 }
 
 impl StackConfig {
@@ -98,6 +100,7 @@ impl StackConfig {
             round_lease: Duration::from_secs(60),
             schedule: Duration::from_secs(60),
             canary: Some(LocalCanary::default()),
+            snapshot_cache: Duration::from_millis(snapshot::config::DEFAULT_CACHE_MS),
         }
     }
 
@@ -272,7 +275,7 @@ async fn start_gateway(
         &snapshot::SnapshotConfig {
             state_table: resources.names.state_table.clone(),
             endpoint: format!("http://{addr}/{}", config.gateway.stage),
-            cache: Duration::from_millis(snapshot::config::DEFAULT_CACHE_MS),
+            cache: config.snapshot_cache,
         },
     ));
     let routes = {
