@@ -32,7 +32,7 @@ import { checkedArtifact } from "./artifacts";
 import { authorizerStatements } from "./authorizer";
 import { emf, MetricName } from "./catalogue";
 import { ConfigError, ConfigSource, LIVE_ALIAS, Settings } from "./config";
-import { Environment, lambdaLogLevel } from "./functions";
+import { Environment, jsonLogging } from "./functions";
 import { allow, lambdaRole, ownLogGroup } from "./iam";
 
 /** The zip `make package` builds (target/lambda/canary/bootstrap.zip) and the function's suffix. */
@@ -224,12 +224,7 @@ export function canary(
             // schedule's minute, so two runs never overlap.
             timeout: Math.ceil((2 * canary.timeoutMs) / 1000) + 5,
             environment: { variables: canaryEnvironment(settings, canary, targets.websocketUrl, table.name) },
-            loggingConfig: {
-                logFormat: "JSON",
-                applicationLogLevel: lambdaLogLevel(settings.logLevel),
-                systemLogLevel: "INFO",
-                logGroup: logGroup.name,
-            },
+            loggingConfig: jsonLogging(settings, logGroup),
             publish: true,
         },
         { dependsOn: [logGroup, policy] },

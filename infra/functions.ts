@@ -66,12 +66,7 @@ export function rustFunction(settings: Settings, args: RustFunctionArgs): RustFu
             // functions honour (platform/src/telemetry/logs.rs), so the application log level can
             // be changed from the console without a deploy. The functions write their own JSON
             // lines and EMF documents; a custom runtime's lines pass through as written.
-            loggingConfig: {
-                logFormat: "JSON",
-                applicationLogLevel: lambdaLogLevel(settings.logLevel),
-                systemLogLevel: "INFO",
-                logGroup: logGroup.name,
-            },
+            loggingConfig: jsonLogging(settings, logGroup),
             // Every change of code or configuration becomes an immutable, numbered version.
             publish: true,
         },
@@ -85,6 +80,16 @@ export function rustFunction(settings: Settings, args: RustFunctionArgs): RustFu
         description: `What API Gateway and the event source mappings invoke; RUNBOOK "Roll back a deploy" moves it`,
     });
     return { name, function: fn, alias, role, policy, logGroup };
+}
+
+/** A function's logging: JSON, at the stage's level, into its own log group. */
+export function jsonLogging(settings: Settings, logGroup: aws.cloudwatch.LogGroup): aws.types.input.lambda.FunctionLoggingConfig {
+    return {
+        logFormat: "JSON",
+        applicationLogLevel: lambdaLogLevel(settings.logLevel),
+        systemLogLevel: "INFO",
+        logGroup: logGroup.name,
+    };
 }
 
 /**

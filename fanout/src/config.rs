@@ -10,6 +10,23 @@ use crate::policy::RetryPolicy;
 /// a few functions reach the 10,000/s account throttle, and a 128 MB function copes.
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
+/// `WEBSOCKET_API_ENDPOINT`, the Management API endpoint posts go to (`hint` says what for when
+/// it is missing), without a trailing `/`.
+pub fn management_endpoint<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    hint: &'static str,
+) -> Result<String, ConfigError> {
+    let endpoint = env.required("WEBSOCKET_API_ENDPOINT", hint)?;
+    if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+        return Err(ConfigError::Invalid {
+            name: "WEBSOCKET_API_ENDPOINT",
+            value: endpoint,
+            reason: "must be an https:// URL ending in the stage".into(),
+        });
+    }
+    Ok(endpoint.trim_end_matches('/').to_owned())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanoutConfig {
     pub registry: RegistryConfig,
@@ -37,17 +54,10 @@ impl FanoutConfig {
     }
 
     pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let endpoint = env.required(
-            "WEBSOCKET_API_ENDPOINT",
+        let endpoint = management_endpoint(
+            env,
             "the management endpoint, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
         )?;
-        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                name: "WEBSOCKET_API_ENDPOINT",
-                value: endpoint,
-                reason: "must be an https:// URL ending in the stage".into(),
-            });
-        }
         let budget_per_second = rounds::settings::post_budget(env)?;
         let state_table = env.optional("STATE_TABLE_NAME");
         if budget_per_second > 0 && state_table.is_none() {
@@ -58,7 +68,7 @@ impl FanoutConfig {
             state_table,
             tick_queue_url: env.optional("TICK_QUEUE_URL"),
             registry: RegistryConfig::read(env)?,
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            endpoint,
             queue: QueueSettings::read(env)?,
             concurrency: env.number_or("FANOUT_CONCURRENCY", DEFAULT_CONCURRENCY, 1..=1000)?,
             policy: RetryPolicy {

@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use registry::Interest;
-use serde::Deserialize;
+use registry::{EntityRef, Interest};
 use serde_json::value::RawValue;
 
 use crate::message::{Parts, split};
@@ -24,21 +23,6 @@ pub struct Editions {
     filtered: HashMap<Interest, Option<Arc<Parts>>>,
 }
 
-/// What an update's `data` says the entity is (the seed's `entity_type` and `entity_id`).
-#[derive(Debug, Default, Deserialize)]
-struct EntityRef {
-    #[serde(default, deserialize_with = "lenient")]
-    entity_type: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    entity_id: Option<String>,
-}
-
-/// A string, or nothing when the attribute is of another type.
-fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let value = serde_json::Value::deserialize(d)?;
-    Ok(value.as_str().map(str::to_owned))
-}
-
 impl Editions {
     /// The broadcast `id` of `updates` from `stream`, in parts of at most `max_bytes`.
     pub fn new(
@@ -52,7 +36,7 @@ impl Editions {
         everything.in_round = in_round;
         let entities = updates
             .iter()
-            .map(|(update, _)| serde_json::from_str(update.data.get()).unwrap_or_default())
+            .map(|(update, _)| EntityRef::of(update.data.get()))
             .collect();
         Self {
             everything: Arc::new(everything),

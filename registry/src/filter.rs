@@ -142,6 +142,29 @@ fn normalized(
     Ok((!values.is_empty()).then_some(values))
 }
 
+/// What an update's `data` says the entity is (the seed's `entity_type` and `entity_id`); an
+/// attribute of another type counts as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct EntityRef {
+    #[serde(default, deserialize_with = "lenient")]
+    pub entity_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub entity_id: Option<String>,
+}
+
+impl EntityRef {
+    /// The entity an update's `data` (JSON) names; nothing when it is not an object.
+    pub fn of(data: &str) -> Self {
+        serde_json::from_str(data).unwrap_or_default()
+    }
+}
+
+/// A string, or nothing when the attribute is of another type.
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value.as_str().map(str::to_owned))
+}
+
 /// What one connection receives: its filter, within the types its token allows. Equal
 /// interests hash equal, so a broadcast is encoded once per distinct interest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

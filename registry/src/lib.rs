@@ -30,5 +30,5 @@ pub mod store;
 pub use bucket::Buckets;
 pub use config::RegistryConfig;
 pub use connection::Connection;
-pub use filter::{Filter, FilterError, Interest};
+pub use filter::{EntityRef, Filter, FilterError, Interest};
 pub use store::{Page, Registry, RegistryError, Touch};

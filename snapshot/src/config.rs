@@ -41,22 +41,15 @@ impl MessageConfig {
                 snapshots: None,
             });
         };
-        let endpoint = env.required(
-            "WEBSOCKET_API_ENDPOINT",
+        let endpoint = fanout::config::management_endpoint(
+            env,
             "the management endpoint snapshots are posted to, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}",
         )?;
-        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err(ConfigError::Invalid {
-                name: "WEBSOCKET_API_ENDPOINT",
-                value: endpoint,
-                reason: "must be an https:// URL ending in the stage".into(),
-            });
-        }
         Ok(Self {
             registry,
             snapshots: Some(SnapshotConfig {
                 state_table,
-                endpoint: endpoint.trim_end_matches('/').to_owned(),
+                endpoint,
                 cache: Duration::from_millis(cache_ms),
             }),
         })

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use registry::Interest;
+use registry::{EntityRef, Interest};
 use rounds::Change;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -61,21 +61,6 @@ struct Item<'a> {
     data: &'a RawValue,
 }
 
-/// What an update's `data` says the entity is (the seed's `entity_type` and `entity_id`).
-#[derive(Debug, Default, Deserialize)]
-struct EntityRef {
-    #[serde(default, deserialize_with = "lenient")]
-    entity_type: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    entity_id: Option<String>,
-}
-
-/// A string, or nothing when the attribute is of another type.
-fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let value = serde_json::Value::deserialize(d)?;
-    Ok(value.as_str().map(str::to_owned))
-}
-
 impl Entry {
     /// The entry of `change`; `Ok(None)` for a REMOVE (the entity is gone).
     pub fn of(change: &Change) -> Result<Option<Self>, serde_json::Error> {
@@ -83,7 +68,7 @@ impl Entry {
         if stored.event_type == "REMOVE" {
             return Ok(None);
         }
-        let entity: EntityRef = serde_json::from_str(stored.data.get()).unwrap_or_default();
+        let entity = EntityRef::of(stored.data.get());
         let item = |data: &RawValue| {
             serde_json::to_string(&Item {
                 sequence: stored.sequence.as_deref(),

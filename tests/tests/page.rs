@@ -77,23 +77,11 @@ async fn a_metric_write_shows_up_on_the_page_in_headless_chromium() -> anyhow::R
     })
     .await?;
 
-    let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await?;
-    let png = base64::engine::general_purpose::STANDARD.decode(
-        shot["data"]
-            .as_str()
-            .context("captureScreenshot returns data")?,
-    )?;
+    let png = page.screenshot("dashboard.png").await?;
     assert!(
         png.starts_with(b"\x89PNG\r\n\x1a\n"),
         "the screenshot is a PNG"
     );
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("dashboard.png");
-    std::fs::write(&path, &png)?;
-    eprintln!("screenshot saved to {}", path.display());
 
     browser.close().await;
     stack.shutdown().await;
@@ -364,17 +352,7 @@ async fn the_subscription_control_makes_the_page_receive_only_the_type_it_names(
         "only disk cards after the refusal: {cards}"
     );
 
-    let shot = page
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await?;
-    let png = base64::engine::general_purpose::STANDARD.decode(
-        shot["data"]
-            .as_str()
-            .context("captureScreenshot returns data")?,
-    )?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("dashboard-subscribed.png"), &png)?;
+    page.screenshot("dashboard-subscribed.png").await?;
 
     browser.close().await;
     stack.shutdown().await;
@@ -691,6 +669,24 @@ impl Cdp {
     }
 
     /// The value of a JavaScript expression in the page (JSON-serialisable results only).
+    /// Captures the page as a PNG, saved as `target/test-artifacts/{name}`; returns it.
+    async fn screenshot(&mut self, name: &str) -> anyhow::Result<Vec<u8>> {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await?;
+        let png = base64::engine::general_purpose::STANDARD.decode(
+            shot["data"]
+                .as_str()
+                .context("captureScreenshot returns data")?,
+        )?;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        std::fs::write(&path, &png)?;
+        eprintln!("screenshot saved to {}", path.display());
+        Ok(png)
+    }
+
     async fn eval(&mut self, expression: &str) -> anyhow::Result<Value> {
         let result = self
             .call(
